@@ -1,0 +1,44 @@
+# replica — every target does its own set-up on a fresh machine and is a quick no-op when set up.
+#   make test    the whole suite (CPU, < 15 min on 2 cores)
+#   make demo    the system end to end on tiny data
+#   make bench   speed/memory benchmarks → bench/results/*.json
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.replica-installed
+# Debian packages replica needs at run time (TTS engines for the voice pool).
+DEBS   := espeak-ng flite
+
+.PHONY: setup debs test demo bench clean
+
+setup: debs $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run 'sudo apt-get install$$missing')"; exit 1; \
+	  fi; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/replica demo
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

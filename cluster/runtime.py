@@ -1,0 +1,128 @@
+"""The runtime: the one place that reads the environment and decides where and how work runs.
+
+- Ray: connect to `RAY_ADDRESS` (or an address given in config / on the command line), else start
+  a local Ray sized to this machine, once per process.
+- Device, precision and renderer: CPU → fp32 and the torch reference rasterizer; CUDA → bf16 and
+  gsplat. Everything downstream asks `resolve(cfg)` instead of probing for itself.
+- Logging: configured once with rich, quiet by default, `-v` for more.
+- Storage: the S3 endpoint from the config is applied here, and handed to Ray workers as env vars.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from datasets import storage
+from datasets.config import Section, StorageConfig
+from datasets.errors import ReplicaError
+
+log = logging.getLogger("replica")
+
+
+class RuntimeConfig(Section):
+    """Where and how work runs."""
+
+    ray_address: str | None = None
+    """Ray cluster address (`ray://host:10001`, `auto`); None: $RAY_ADDRESS, else a local Ray."""
+    num_cpus: int | None = Field(None, ge=1)
+    """CPUs for a local Ray (None: all of this machine's)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Compute device; auto picks CUDA when present."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Training precision; auto is bf16 on CUDA, fp32 on CPU."""
+    renderer: Literal["auto", "torch", "gsplat"] = "auto"
+    """Gaussian rasterizer backend; auto is gsplat on CUDA, the torch reference on CPU."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The concrete choices for this process."""
+
+    device: str
+    precision: str
+    renderer: str
+    ray_address: str | None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(cfg: RuntimeConfig) -> Resolved:
+    """Turn `auto` settings into concrete ones for this machine."""
+    has_cuda = cuda_available()
+    device = ("cuda" if has_cuda else "cpu") if cfg.device == "auto" else cfg.device
+    if device == "cuda" and not has_cuda:
+        raise ReplicaError("runtime.device=cuda", "no CUDA device is visible on this machine")
+    precision = ("bf16" if device == "cuda" else "fp32") if cfg.precision == "auto" else cfg.precision
+    renderer = ("gsplat" if device == "cuda" else "torch") if cfg.renderer == "auto" else cfg.renderer
+    if renderer == "gsplat" and device != "cuda":
+        raise ReplicaError("runtime.renderer=gsplat", "gsplat has no CPU path; use renderer=torch or a GPU")
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+    return Resolved(device=device, precision=precision, renderer=renderer, ray_address=address)
+
+
+def configure_storage(cfg: StorageConfig) -> None:
+    """Apply the storage section to this process (and, through env vars, to Ray workers)."""
+    storage.configure(cfg.s3_options())
+    if cfg.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = cfg.endpoint_url
+
+
+def worker_env() -> dict[str, str]:
+    """Environment variables Ray workers need to reach the same storage as the driver."""
+    keys = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION", "AWS_REGION", "WANDB_API_KEY", "WANDB_MODE")
+    env = {k: os.environ[k] for k in keys if os.environ.get(k)}
+    opts = storage.s3_options()
+    if opts.endpoint_url:
+        env["AWS_ENDPOINT_URL"] = opts.endpoint_url
+    return env
+
+
+def init_ray(cfg: RuntimeConfig | None = None, address: str | None = None):
+    """Connect to a Ray cluster or start a local one (idempotent); returns the ray module.
+
+    Ray is imported here, not at module import, so the models and the renderer stay usable on
+    machines without Ray.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    cfg = cfg or RuntimeConfig()
+    address = address or cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+    runtime_env = {"env_vars": worker_env()}
+    if address:
+        log.info("connecting to Ray at %s", address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        except ConnectionError as err:
+            raise ReplicaError(f"Ray address {address}", "no Ray cluster answers there") from err
+    else:
+        num_cpus = cfg.num_cpus or os.cpu_count() or 1
+        log.info("starting a local Ray with %d CPUs", num_cpus)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=log.isEnabledFor(logging.INFO), configure_logging=False)
+    return ray
+
+
+def setup_logging(verbose: int = 0) -> None:
+    """Configure logging once: warnings only by default, info with -v, debug with -vv."""
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger()
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        root.addHandler(RichHandler(show_path=verbose > 1, rich_tracebacks=verbose > 0, markup=False))
+    root.setLevel(logging.WARNING)
+    logging.getLogger("replica").setLevel(level)
+    for noisy in ("botocore", "s3fs", "fsspec", "urllib3", "aiobotocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.INFO)

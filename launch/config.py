@@ -1,0 +1,105 @@
+"""One config per run: typed sections loaded from YAML, overridable by dotted keys, saved beside outputs.
+
+    cfg = load_config("tiny", ["train.lr=3e-4", "storage.root=s3://bucket/runs"])
+
+A config is named (`tiny`, `cluster`: the files shipped in `launch/configs/`) or given as a path or
+URL. Overrides are `dotted.key=value` with the value parsed as YAML (`3e-4`, `true`, `[1, 2]`).
+Unknown keys and wrong types are rejected with the offending key named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import yaml
+
+from cluster.runtime import RuntimeConfig
+from datasets import storage
+from datasets.config import Section, StorageConfig
+from datasets.errors import ReplicaError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ReplicaConfig(Section):
+    """The whole configuration of a replica run."""
+
+    name: str = "tiny"
+    """Name of the preset this config came from (for logs and run folders)."""
+    storage: StorageConfig = StorageConfig()
+    """Where artifacts live."""
+    runtime: RuntimeConfig = RuntimeConfig()
+    """Ray, device, precision and renderer choices."""
+
+
+def shipped_configs() -> list[str]:
+    """Names of the presets shipped in launch/configs/."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _read_source(source: str) -> tuple[str, dict]:
+    if (CONFIG_DIR / f"{source}.yaml").exists():
+        url = str(CONFIG_DIR / f"{source}.yaml")
+    elif storage.is_remote(source) or Path(source).exists():
+        url = source
+    else:
+        raise ReplicaError(source, f"no such config file or preset (presets: {', '.join(shipped_configs())})")
+    try:
+        data = yaml.safe_load(storage.read_text(url)) or {}
+    except yaml.YAMLError as err:
+        raise ReplicaError(url, f"not valid YAML ({str(err).splitlines()[0]})") from err
+    if not isinstance(data, dict):
+        raise ReplicaError(url, "a config file must hold a mapping of sections")
+    return url, data
+
+
+def apply_override(data: dict, override: str) -> None:
+    """Set `dotted.key=value` in the nested dict `data` (value parsed as YAML)."""
+    if "=" not in override:
+        raise ReplicaError(f"--set {override}", "expected dotted.key=value")
+    key, raw = override.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ReplicaError(f"--set {override}", "empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ReplicaError(f"config key {'.'.join(parts[:depth + 1])}", "is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _validation_error(err: pydantic.ValidationError) -> ReplicaError:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    reason = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    if first["type"] != "extra_forbidden" and "input" in first:
+        reason = f"{reason} (got {first['input']!r})"
+    more = len(err.errors()) - 1
+    return ReplicaError(f"config key {key}", reason + (f" (+{more} more problems)" if more else ""))
+
+
+def load_config(source: str = "tiny", overrides: list[str] | None = None) -> ReplicaConfig:
+    """Load a preset name, path or URL, apply `dotted.key=value` overrides and validate."""
+    _, data = _read_source(source)
+    data.setdefault("name", Path(source).stem if not (CONFIG_DIR / f"{source}.yaml").exists() else source)
+    for override in overrides or []:
+        apply_override(data, override)
+    try:
+        return ReplicaConfig.model_validate(data)
+    except pydantic.ValidationError as err:
+        raise _validation_error(err) from None
+
+
+def save_config(cfg: ReplicaConfig, folder_url: str) -> str:
+    """Write the resolved config as `config.yaml` in `folder_url`; returns its URL."""
+    url = storage.join(folder_url, "config.yaml")
+    storage.write_text(url, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return url

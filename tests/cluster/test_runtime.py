@@ -1,0 +1,40 @@
+"""The runtime's decisions on a CPU machine, and the shared local Ray."""
+
+import os
+
+import pytest
+
+from cluster.runtime import RuntimeConfig, resolve, worker_env
+from datasets.errors import ReplicaError
+
+
+def test_cpu_machine_resolves_to_fp32_and_reference_renderer(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    resolved = resolve(RuntimeConfig())
+    assert (resolved.device, resolved.precision, resolved.renderer) == ("cpu", "fp32", "torch")
+    assert resolved.ray_address is None
+
+
+def test_asking_for_cuda_without_it_is_a_clear_error():
+    with pytest.raises(ReplicaError, match="no CUDA device"):
+        resolve(RuntimeConfig(device="cuda"))
+
+
+def test_gsplat_on_cpu_is_refused():
+    with pytest.raises(ReplicaError, match="gsplat has no CPU path"):
+        resolve(RuntimeConfig(renderer="gsplat"))
+
+
+def test_ray_address_comes_from_config_before_environment(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "ray://env:10001")
+    assert resolve(RuntimeConfig()).ray_address == "ray://env:10001"
+    assert resolve(RuntimeConfig(ray_address="ray://cfg:10001")).ray_address == "ray://cfg:10001"
+
+
+def test_ray_workers_see_the_storage_endpoint(ray_cluster, s3_server):
+    @ray_cluster.remote
+    def endpoint():
+        return os.environ.get("AWS_ENDPOINT_URL")
+
+    assert ray_cluster.get(endpoint.remote()) == s3_server
+    assert worker_env()["AWS_ENDPOINT_URL"] == s3_server
