@@ -26,7 +26,7 @@ def run_demo(cfg: ReplicaConfig, out: str, console: Console) -> None:
     t = _step(console, "1. doctor")
     checks = run_checks(cfg)
     for check in checks:
-        if check.status != "ok" or check.name in ("device", "renderer", "ray", "storage"):
+        if check.status != "ok" or check.name in ("device", "renderer", "ray address", "storage"):
             console.print(f"  {check.status:<4} {check.name:<16} {check.detail}", highlight=False)
     console.print(f"  verdict: {verdict(checks)} ({time.perf_counter() - t:.1f}s)")
 

@@ -77,7 +77,7 @@ def _runtime_checks(cfg: ReplicaConfig) -> list[Check]:
     return [
         Check("device", "ok", f"{resolved.device}, precision {resolved.precision}"),
         Check("renderer", "ok", f"{resolved.renderer}" + (" (CPU reference rasterizer)" if resolved.renderer == "torch" else " (CUDA)")),
-        Check("ray", "ok", f"connect to {resolved.ray_address}" if resolved.ray_address
+        Check("ray address", "ok", f"connect to {resolved.ray_address}" if resolved.ray_address
               else "local Ray, started on demand"),
     ]
 
