@@ -56,6 +56,11 @@ class MediaInfo:
     channels: int | None = None
 
 
+def _head(url: str) -> bytes:
+    with storage.open_read(url) as f:
+        return f.read(16)
+
+
 def _looks_like_media(head: bytes) -> bool:
     return any(head[offset:offset + len(magic)] == magic for offset, magic in _MAGIC)
 
@@ -71,11 +76,13 @@ def _open(url: str) -> Iterator[av.container.InputContainer]:
         try:
             container = av.open(source, mode="r")
         except av.error.FFmpegError as err:
-            with storage.open_read(url) as f:
-                head = f.read(16)
-            reason = "corrupt or truncated media file" if _looks_like_media(head) else "not a media file"
+            reason = "corrupt or truncated media file" if _looks_like_media(_head(url)) else "not a media file"
             raise ReplicaError(url, f"{reason} ({_ffmpeg_reason(err)})") from err
         stack.callback(container.close)
+        if not container.streams.video and not container.streams.audio:
+            # an mp4 cut before its index (moov) opens but lists no streams
+            raise ReplicaError(url, "corrupt or truncated media file (no audio or video stream found)"
+                               if _looks_like_media(_head(url)) else "not a media file (no audio or video stream)")
         yield container
 
 
@@ -108,8 +115,6 @@ def probe(url: str) -> MediaInfo:
     with _open(url) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
-        if video is None and audio is None:
-            raise ReplicaError(url, "no audio or video track")
         lengths = [s for s in (_stream_seconds(video) if video else None,
                                _stream_seconds(audio) if audio else None) if s]
         duration = max(lengths) if lengths else (container.duration or 0) / av.time_base

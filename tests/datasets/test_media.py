@@ -118,6 +118,7 @@ def test_bad_files_give_one_line_errors(tmp_path):
     assert error_of(media.probe, str(empty)) == f"{empty}: empty file (0 bytes)"
     assert error_of(media.probe, str(text)).startswith(f"{text}: not a media file")
     assert error_of(media.read_video, str(truncated)).startswith(f"{truncated}: corrupt or truncated media file")
+    assert error_of(media.probe, str(truncated)).startswith(f"{truncated}: corrupt or truncated media file")
     assert error_of(media.read_audio, str(silent)) == f"{silent}: no audio track"
     assert error_of(media.read_video, str(tmp_path / "missing.mp4")) == f"{tmp_path / 'missing.mp4'}: no such object"
 
