@@ -177,19 +177,25 @@ def _sigma_coefficients(means_local: Tensor, conics: Tensor) -> Tensor:
     )
 
 
-def _blend(coefs: Tensor, opacities: Tensor, pixel_feats: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per (tile, Gaussian, pixel) falloff, alpha after gsplat's rules, transmittance before it,
-    and where alpha is not clamped at 0.999. All [B, M, P]."""
+def _blend(
+    coefs: Tensor, opacities: Tensor, pixel_feats: Tensor, frozen_mask: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Per (tile, Gaussian, pixel): the falloff exp(-σ), alpha after gsplat's rules, the
+    transmittance in front of it, and (if asked, for backward) where alpha is frozen: clamped at
+    0.999 or dropped, so it passes no gradient. All [B, M, P]."""
     falloff = torch.matmul(coefs, pixel_feats.T).neg_().exp_()
     alpha = falloff * opacities[..., None]
-    unclamped = alpha < MAX_ALPHA
+    frozen = alpha >= MAX_ALPHA if frozen_mask else None
     alpha.clamp_(max=MAX_ALPHA)
-    alpha.mul_(alpha >= ALPHA_THRESHOLD)
+    # masked_fill_ rather than multiplying by a bool mask, which would first copy it to float.
+    alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
     trans_after = torch.cumprod(1 - alpha, dim=1)
-    alpha.mul_(trans_after > MIN_TRANSMITTANCE)
+    alpha.masked_fill_(trans_after <= MIN_TRANSMITTANCE, 0.0)
     # Exact for every kept Gaussian; for dropped ones alpha is 0, so their weight is 0 whatever this is.
     trans_before = trans_after.div_(1 - alpha)
-    return falloff, alpha, trans_before, unclamped
+    if frozen_mask:
+        frozen.logical_or_(alpha == 0)
+    return falloff, alpha, trans_before, frozen
 
 
 class _CompositeTiles(torch.autograd.Function):
@@ -208,7 +214,7 @@ class _CompositeTiles(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_images, grad_alphas):
         coefs, opacities, colors, backgrounds, pixel_feats = ctx.saved_tensors
-        falloff, alpha, trans_before, unclamped = _blend(coefs, opacities, pixel_feats)
+        falloff, alpha, trans_before, frozen = _blend(coefs, opacities, pixel_feats, frozen_mask=True)
         weights = alpha * trans_before
         trans_final = 1 - weights.sum(dim=1)  # [B, P]
 
@@ -220,7 +226,7 @@ class _CompositeTiles(torch.autograd.Function):
         behind = contrib.sum(dim=1, keepdim=True) - contrib.cumsum(dim=1)
         tail = trans_final * ((grad_images * backgrounds[:, None, :]).sum(-1) - grad_alphas)
         grad_alpha = trans_before.mul_(grad_weights).sub_((behind + tail[:, None, :]).div_(1 - alpha))
-        grad_alpha.mul_((alpha > 0) & unclamped)
+        grad_alpha.masked_fill_(frozen, 0.0)
 
         grad_opacities = (grad_alpha * falloff).sum(dim=-1)
         grad_sigma = grad_alpha.mul_(alpha).neg_()  # alpha = opacity · exp(-σ) where it is not masked
