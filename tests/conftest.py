@@ -7,22 +7,12 @@ under test talks HTTP to it exactly as it would to S3 or MinIO (no in-process mo
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 
 import pytest
 
 from datasets import storage
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.s3server import moto_server
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,21 +29,11 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def s3_server():
     """Endpoint URL of a moto S3 server on loopback, with test credentials in the environment."""
-    port = free_port()
-    env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=1)
-            break
-        except Exception:  # noqa: BLE001 - not up yet
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("moto S3 server did not start")
-            time.sleep(0.2)
+    with moto_server() as endpoint:
+        yield from _with_test_credentials(endpoint)
+
+
+def _with_test_credentials(endpoint: str):
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                             "AWS_ENDPOINT_URL")}
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -67,8 +47,6 @@ def s3_server():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture
