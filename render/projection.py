@@ -82,8 +82,8 @@ def project_gaussians(
         viewmats: world→camera transforms (OpenCV: x right, y down, z forward). [C, 4, 4]
         Ks: pixel intrinsics [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]. [C, 3, 3]
         width, height: image size, pixels.
-        eps2d: added to the diagonal of every 2D covariance (pixels²) so no footprint is smaller
-            than about a pixel; it lowers the peak alpha of tiny Gaussians (classic mode, no compensation).
+        eps2d: added to the diagonal of every 2D covariance (pixels²) so no footprint is narrower
+            than about a pixel; classic mode, so opacity is not compensated (the peak alpha stays = opacity).
         near_plane, far_plane: Gaussians with depth outside [near_plane, far_plane] are culled, metres.
         radius_clip: Gaussians whose bounding-box half-sizes are both <= this many pixels are culled.
 
