@@ -1,0 +1,102 @@
+"""Training objectives of the audio encoder: who is speaking, and what is being said.
+
+- **Speaker: AAM-softmax** (additive angular margin, ArcFace: Deng et al. 2019; used for speaker
+  verification by ECAPA-TDNN). The embedding is classified over the training speakers with cosine
+  logits, the true speaker's angle widened by a margin m, all scaled by s. It needs speaker ids
+  only (no utterance grouping per batch, unlike GE2E), so it fits the loader's shuffled batches.
+- **Content: CPC** (contrastive predictive coding, van den Oord et al. 2018). From the latent at
+  frame t, a linear predictor per step k guesses the patch embedding of frame t + k; InfoNCE
+  scores it against every other valid frame of the batch. Steps start at `lookahead + 1`, the
+  first frame the encoder has not seen, so the latent must model how speech unfolds (phones,
+  syllables) rather than copy its input. Both losses are `nn.Module`s with parameters of their
+  own (class weights, predictors): the optimiser must include them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datasets.errors import ReplicaError
+
+
+def speaker_vocab(names: Sequence[str]) -> dict[str, int]:
+    """Speaker name → class id, ids assigned in sorted name order (stable across ranks and runs)."""
+    return {name: i for i, name in enumerate(sorted(set(names)))}
+
+
+def speaker_ids(names: Sequence[str], vocab: Mapping[str, int]) -> torch.Tensor:
+    """Class ids [B] (int64) of a batch's `speaker` names; an unknown speaker is an error."""
+    missing = sorted({n for n in names if n not in vocab})
+    if missing:
+        raise ReplicaError(f"speaker {missing[0]!r}", f"not in the speaker vocabulary ({len(missing)} unknown)")
+    return torch.tensor([vocab[n] for n in names], dtype=torch.long)
+
+
+class AAMSoftmax(nn.Module):
+    """Additive angular margin softmax over `n_speakers` classes.
+
+    margin: angle added to the true class (radians). scale: logit scale s (cosines are in [-1, 1]).
+    """
+
+    def __init__(self, n_speakers: int, embed_dim: int, margin: float = 0.2, scale: float = 30.0):
+        super().__init__()
+        self.margin, self.scale = margin, scale
+        self.weight = nn.Parameter(torch.randn(n_speakers, embed_dim) / math.sqrt(embed_dim))
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """embedding: [B, E] → cosine similarity to each speaker's centre [B, n_speakers]."""
+        return F.normalize(embedding, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+    def forward(self, embedding: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """embedding: [B, E]; ids: [B] class ids → mean cross-entropy with margin (scalar)."""
+        cos = self.logits(embedding)
+        target = cos.gather(1, ids[:, None]).clamp(-1 + 1e-6, 1 - 1e-6)
+        theta = torch.acos(target)
+        # Past π - m the margin would wrap around and *raise* the logit; use a linear penalty there.
+        with_margin = torch.where(theta + self.margin < math.pi, torch.cos(theta + self.margin),
+                                  target - self.margin * math.sin(self.margin))
+        cos = cos.scatter(1, ids[:, None], with_margin)
+        return F.cross_entropy(self.scale * cos, ids)
+
+
+class CPCLoss(nn.Module):
+    """InfoNCE of predicting patch embeddings `first_step … first_step + steps - 1` frames ahead.
+
+    dim: latent size D. temperature: of the cosine logits.
+    """
+
+    def __init__(self, dim: int, first_step: int, steps: int = 4, temperature: float = 0.1):
+        super().__init__()
+        self.first_step, self.temperature = first_step, temperature
+        self.predictors = nn.ModuleList(nn.Linear(dim, dim) for _ in range(steps))
+
+    def forward(self, latent: torch.Tensor, local: torch.Tensor, latent_len: torch.Tensor) -> torch.Tensor:
+        """latent, local: [B, F, D] (encoder context and its patch embeddings); latent_len: [B].
+
+        Returns the InfoNCE loss averaged over steps (scalar); chance level is ln(number of valid frames).
+        """
+        b, f, _ = latent.shape
+        valid = torch.arange(f, device=latent.device)[None, :] < latent_len[:, None]  # [B, F]
+        candidates = F.normalize(local[valid], dim=-1)  # [M, D]: positives and negatives alike
+        index = torch.full((b, f), -1, dtype=torch.long, device=latent.device)
+        index[valid] = torch.arange(candidates.shape[0], device=latent.device)
+        losses = []
+        for i, predictor in enumerate(self.predictors):
+            k = self.first_step + i
+            if k >= f:
+                break
+            target = index[:, k:]  # [B, F-k] candidate row of frame t + k
+            has_target = target >= 0
+            if not has_target.any():
+                break
+            pred = F.normalize(predictor(latent[:, : f - k][has_target]), dim=-1)
+            logits = pred @ candidates.T / self.temperature
+            losses.append(F.cross_entropy(logits, target[has_target]))
+        if not losses:
+            raise ReplicaError(f"latents of {f} frames", f"too short to predict {self.first_step} frames ahead")
+        return torch.stack(losses).mean()
