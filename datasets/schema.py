@@ -7,6 +7,7 @@ WebDataset members of a sample (key `<source>-<speaker>-<clip>`, no dots):
 | `wav`     | 16 kHz mono PCM16 WAV                                                        |
 | `mp4`     | optional: 25 fps H.264 frames, no audio                                      |
 | `lmk.npy` | optional: [F, 478, 3] float32 MediaPipe-convention landmarks (x, y in [0, 1]) |
+| `bs.npy`  | optional: [F, 52] float32 MediaPipe blendshape scores in `synth.arkit.EXPRESSION_NAMES` order (ingested video) |
 | `mm.npz`  | optional: head-model parameters `shape` [S], `expr` [F, 52], `jaw`/`neck`/`rot`/`trans` [F, 3], camera `viewmat` [4, 4], `K` [3, 3], `width`, `height` |
 | `json`    | speaker, source, license, fps, sample_rate, duration_s, optional text/phones/voice |
 

@@ -18,6 +18,7 @@ from cluster.runtime import RuntimeConfig
 from datasets import storage
 from datasets.config import Section, StorageConfig
 from datasets.errors import ReplicaError
+from datasets.ingest import IngestConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -31,6 +32,8 @@ class ReplicaConfig(Section):
     """Where artifacts live."""
     runtime: RuntimeConfig = RuntimeConfig()
     """Ray, device, precision and renderer choices."""
+    ingest: IngestConfig = IngestConfig()
+    """How `replica data ingest` cuts raw videos into samples."""
 
 
 def shipped_configs() -> list[str]:
