@@ -15,8 +15,6 @@ See docs/head_model.md for the file format, the part labels and the texture-atla
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
 from foundation.head.build import build_default_arrays
 from foundation.head.builder import ATLAS, PARTS
@@ -29,23 +27,16 @@ from foundation.head.params import EXPRESSION_NAMES, N_EXPR, N_SHAPE, FaceParams
 __all__ = [
     "ATLAS", "EXPRESSION_NAMES", "FORMAT_VERSION", "LMK68", "N_EXPR", "N_SHAPE", "PARTS",
     "FaceParams", "HeadModel", "SourceMapping", "axis_angle_to_matrix", "convert_model",
-    "default_head_model", "default_model_path", "linear_blend_skinning",
+    "default_head_model", "linear_blend_skinning",
 ]  # fmt: skip
-
-
-def default_model_path() -> Path:
-    """Where the built default model ships inside the package (foundation/assets/head_model.npz)."""
-    return Path(str(resources.files("foundation") / "assets" / "head_model.npz"))
 
 
 @lru_cache(maxsize=1)
 def _default_arrays():
-    path = default_model_path()
-    if path.is_file():
-        return HeadModel.load(path).arrays()
+    # Building is deterministic and takes about two seconds, so no built file ships that could go stale.
     return build_default_arrays()
 
 
 def default_head_model() -> HeadModel:
-    """A fresh copy of the default head model on CPU (load the shipped `.npz`, or build it if absent)."""
+    """A fresh copy of the default head model on CPU, built from the shipped MediaPipe mesh (cached per process)."""
     return HeadModel(_default_arrays())

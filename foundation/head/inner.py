@@ -124,9 +124,9 @@ def add_mouth(builder: MeshBuilder) -> None:
         centre=np.array([0.0, centre[1], 1.5]),
         outward=False,
     )
-    _add_teeth(builder, "teeth_upper", front_z=centre[2] - 0.45, top=centre[1] + 0.95, bottom=centre[1] - 0.02, scale=1.0)
-    _add_teeth(builder, "teeth_lower", front_z=centre[2] - 1.05, top=centre[1] + 0.08, bottom=centre[1] - 0.85, scale=0.93)
-    _add_tongue(builder, np.array([0.0, centre[1] - 0.85, 1.6]))
+    _add_teeth(builder, "teeth_upper", front_z=centre[2] - 0.45, top=centre[1] + 0.8, bottom=centre[1] - 0.25, scale=1.0)
+    _add_teeth(builder, "teeth_lower", front_z=centre[2] - 1.05, top=centre[1] - 0.15, bottom=centre[1] - 1.05, scale=0.93)
+    _add_tongue(builder, np.array([0.0, centre[1] - 1.05, 1.6]))
 
 
 def _add_teeth(builder: MeshBuilder, part: str, front_z: float, top: float, bottom: float, scale: float, n: int = 25) -> None:

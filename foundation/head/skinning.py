@@ -49,7 +49,10 @@ def jaw_weights(mesh: HeadMesh) -> np.ndarray:
     weights = surface.harmonic(verts, faces, fixed, one[fixed].astype(np.float64))
     weights[~head_surface] = 0.0
     weights[np.isin(part, ["teeth_lower", "tongue"])] = 1.0
-    # Harmonic weights ease in slowly from the pinned regions; a smoothstep sharpens the lip line a little.
+    # The canonical triangulation is not exactly mirror-symmetric; averaging with the mirror image makes the
+    # weights (and so the jaw shapes) exactly symmetric. A smoothstep then sharpens the lip line a little.
+    mirror = surface.mirror_map(verts, tolerance=1e-4)
+    weights = 0.5 * (weights + weights[mirror])
     return surface.smoothstep(0.0, 1.0, weights)
 
 
