@@ -31,7 +31,22 @@ SCHEMA_VERSION = 1
 SAMPLE_RATE = 16_000
 FPS = 25
 N_LANDMARKS = 478
-N_EXPR = 52
+EXPRESSION_NAMES: tuple[str, ...] = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
+    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+)  # fmt: skip
+"""The columns of every `expr` array: the 52 ARKit blendshapes, as MediaPipe FaceLandmarker's blendshape
+categories in its order without `_neutral` (51 names), then `tongueOut` (ARKit's 52nd, which MediaPipe
+does not estimate). "Left" is the subject's left (+x). The one definition; everything imports it."""
+N_EXPR = len(EXPRESSION_NAMES)
 MM_FRAME_KEYS = ("expr", "jaw", "neck", "rot", "trans")
 REQUIRED_META = ("speaker", "source", "license")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")

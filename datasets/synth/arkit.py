@@ -1,22 +1,6 @@
-"""The 52 ARKit blendshape names, in MediaPipe FaceLandmarker's (alphabetical) order.
+"""Lookups into the 52 ARKit blendshape columns of `expr` (defined once in `datasets.schema`)."""
 
-`expr` arrays everywhere in replica are [F, 52] weights in [0, 1] in this order. The synthetic
-world lives below `foundation` and so cannot import `foundation.morphable.EXPRESSION_NAMES`;
-a test there checks that both tuples stay identical.
-"""
-
-EXPRESSION_NAMES: tuple[str, ...] = (
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
-    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-)
+from datasets.schema import EXPRESSION_NAMES
 
 
 def shape_indices(name: str) -> list[int]:

@@ -14,26 +14,11 @@ import torch
 from torch import Tensor
 
 from datasets.errors import ReplicaError
+from datasets.schema import EXPRESSION_NAMES, N_EXPR  # noqa: F401 - re-exported: the expr columns
 
 N_SHAPE = 50
 """Identity coefficients of the default head model."""
 
-EXPRESSION_NAMES = (
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
-    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-)  # fmt: skip
-"""The 52 ARKit blendshapes: MediaPipe FaceLandmarker's blendshape categories in its order without `_neutral`
-(51 names), then `tongueOut` (ARKit's 52nd, which MediaPipe does not estimate). "Left" is the subject's left (+x)."""
-
-N_EXPR = len(EXPRESSION_NAMES)
 
 
 @dataclass
