@@ -15,7 +15,6 @@ Writes bench/results/loader.json.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -48,9 +47,9 @@ def raw_read(url: str) -> tuple[float, int]:
 def loader_pass(url: str, workers: int, decode_samples: bool) -> tuple[float, int, int]:
     transform = None
     if decode_samples:
-        from foundation.audio.features import FeatureConfig, batch_features
+        from foundation.audio.features import BatchFeatures, FeatureConfig
 
-        transform = functools.partial(batch_features, cfg=FeatureConfig())
+        transform = BatchFeatures(FeatureConfig())
     cfg = LoaderConfig(batch_size=8, window_s=4.0, num_workers=workers, decode=decode_samples, shuffle_buffer=16)
     start, samples, nbytes = time.perf_counter(), 0, 0
     for batch in ShardLoader(url, cfg, transform=transform):

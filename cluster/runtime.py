@@ -108,8 +108,9 @@ def init_ray(cfg: RuntimeConfig | None = None, address: str | None = None):
             raise ReplicaError(f"Ray address {address}", "no Ray cluster answers there") from err
     else:
         num_cpus = cfg.num_cpus or os.cpu_count() or 1
+        # The dashboard serves Ray's state API, which Ray Train's controller uses to watch its workers.
         log.info("starting a local Ray with %d CPUs", num_cpus)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env,
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=runtime_env,
                  log_to_driver=log.isEnabledFor(logging.INFO), configure_logging=False)
     return ray
 

@@ -21,6 +21,7 @@ Audio features are computed by `transform` (e.g. `foundation.audio.features`) on
 
 from __future__ import annotations
 
+import json
 import logging
 import tarfile
 from dataclasses import dataclass
@@ -297,3 +298,19 @@ class ShardLoader:
         if not self.cfg.resampled:
             self.epoch += 1
             self.consumed = {}
+
+
+def dataset_speakers(dataset_url: str) -> list[str]:
+    """Sorted speaker names of a dataset: from its manifest's `info.speakers`, else by scanning its shards."""
+    manifest = read_manifest(dataset_url)
+    if manifest.info.get("speakers"):
+        return sorted(manifest.info["speakers"])
+    speakers, counters = set(), {}
+    for url in manifest.shard_urls():
+        for members in iter_tar_samples(url, counters):
+            if "json" in members:
+                try:
+                    speakers.add(str(json.loads(members["json"]).get("speaker")))
+                except ValueError:
+                    continue
+    return sorted(speakers)

@@ -320,3 +320,44 @@ def check_reachable(url: str) -> None:
     if read_bytes(probe) != payload:
         raise ReplicaError(url, "read back different bytes than written")
     remove(probe)
+
+
+def arrow_filesystem(url: str):
+    """(pyarrow filesystem, path) for `url`, for libraries that take pyarrow filesystems (Ray Train).
+
+    Object stores go through our configured fsspec filesystem, so a custom endpoint is honoured.
+    """
+    import pyarrow.fs
+
+    if not is_remote(url):
+        return None, _filesystem(url)[1]
+    fs, path = _filesystem(url)
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs)), path
+
+
+@contextlib.contextmanager
+def local_copy(url: str) -> Iterator[str]:
+    """A local path holding the object at `url` (the file itself when local, else a temp download)."""
+    path = local_path(url)
+    if path is not None:
+        if not os.path.exists(path):
+            raise ReplicaError(url, "no such object")
+        yield path
+        return
+    import tempfile
+
+    suffix = os.path.splitext(str(url))[1]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        tmp.write(read_bytes(url))
+        tmp.flush()
+        yield tmp.name
+
+
+def upload_folder(local_dir: str, url: str) -> None:
+    """Copy a local folder's files to `url` (each file written atomically)."""
+    for folder, _, files in os.walk(local_dir):
+        for name in files:
+            src = os.path.join(folder, name)
+            rel = os.path.relpath(src, local_dir)
+            with open(src, "rb") as f:
+                write_bytes(join(url, *rel.split(os.sep)), f.read())

@@ -19,6 +19,11 @@ from datasets import storage
 from datasets.config import Section, StorageConfig
 from datasets.errors import ReplicaError
 from datasets.ingest import IngestConfig
+from datasets.loader import LoaderConfig
+from foundation.animation.model import AnimatorConfig
+from foundation.audio.encoder import AudioEncoderConfig
+from foundation.audio.features import FeatureConfig
+from foundation.train_config import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -34,6 +39,16 @@ class ReplicaConfig(Section):
     """Ray, device, precision and renderer choices."""
     ingest: IngestConfig = IngestConfig()
     """How `replica data ingest` cuts raw videos into samples."""
+    loader: LoaderConfig = LoaderConfig()
+    """How training reads shards (batch size, window, workers, shuffle)."""
+    features: FeatureConfig = FeatureConfig()
+    """Audio features computed from wav in the loader (log-mel, MFCC)."""
+    train: TrainConfig = TrainConfig()
+    """Pre-training schedule, DeepSpeed and checkpointing."""
+    audio_encoder: AudioEncoderConfig = AudioEncoderConfig()
+    """Audio encoder sizes."""
+    animator: AnimatorConfig = AnimatorConfig()
+    """Animator sizes."""
 
 
 def shipped_configs() -> list[str]:
