@@ -17,7 +17,6 @@ same outputs as on the whole sequence wherever the window holds the frame's rece
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable, Iterator
 
 import torch

@@ -55,7 +55,8 @@ def eer(scores, labels) -> float:
     return float(far[k - 1] + t * (far[k] - far[k - 1]))
 
 
-def verification_trials(embeddings, speakers: list[str], rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+def verification_trials(embeddings, speakers: list[str], rng: np.random.Generator,
+                        n: int) -> tuple[np.ndarray, np.ndarray]:
     """Cosine scores of n same-speaker and n different-speaker pairs drawn at random.
 
     embeddings: [N, E]; speakers: N names. Returns (scores [2n], labels [2n]: 1 same, 0 different).

@@ -77,7 +77,9 @@ def pose_vertices(head: HeadModel, params: dict[str, torch.Tensor], shape: torch
 
 def vertex_loss(pred_verts: torch.Tensor, true_verts: torch.Tensor, mask: torch.Tensor,
                 weights: torch.Tensor) -> torch.Tensor:
-    """pred_verts, true_verts: [B, F, V, 3] metres; mask [B, F]; weights [V] (mean 1) → weighted mean cm² (scalar)."""
+    """pred_verts, true_verts: [B, F, V, 3] metres; mask [B, F]; weights [V] (mean 1).
+
+    Returns the weighted mean squared distance in cm² (scalar)."""
     sq = (((pred_verts - true_verts) / CM) ** 2).sum(-1)  # [B, F, V]
     per_frame = (sq * weights).mean(-1)
     return (per_frame * mask).sum() / mask.sum().clamp_min(1)
@@ -100,8 +102,9 @@ def animation_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     pose_keys = ("neck", "rot", "trans")
 
     def coefficient_terms(p: dict, t: dict, m: torch.Tensor) -> dict[str, torch.Tensor]:
+        pose_p, pose_t = (torch.cat([x[k] for k in pose_keys], -1) for x in (p, t))
         return {"expr": masked_mse(p["expr"], t["expr"], m), "jaw": masked_mse(p["jaw"], t["jaw"], m),
-                "pose": masked_mse(torch.cat([p[k] for k in pose_keys], -1), torch.cat([t[k] for k in pose_keys], -1), m)}
+                "pose": masked_mse(pose_p, pose_t, m)}
 
     terms = coefficient_terms(pred, target, mask)
     vel_terms = coefficient_terms(vel_pred, vel_true, vel_mask)

@@ -89,7 +89,8 @@ class Animator(nn.Module):
         if latent.ndim != 3 or latent.shape[-1] != self.cfg.latent_dim:
             raise ReplicaError(f"latent {list(latent.shape)}", f"expected [B, F, {self.cfg.latent_dim}]")
         if (style is None) != (self.style is None):
-            raise ReplicaError("animator style", f"style_dim={self.cfg.style_dim} but style {'missing' if style is None else 'given'}")
+            given = "missing" if style is None else "given"
+            raise ReplicaError("animator style", f"style_dim={self.cfg.style_dim} but style {given}")
         if style is not None and tuple(style.shape) != (latent.shape[0], self.cfg.style_dim):
             raise ReplicaError(f"style {list(style.shape)}", f"expected [{latent.shape[0]}, {self.cfg.style_dim}]")
 
@@ -110,7 +111,8 @@ class Animator(nn.Module):
             out[key] = self.pose[key](h) if key in self.pose else h.new_zeros(*h.shape[:2], 3)
         return out
 
-    def stream(self, latent_chunks: Iterable[torch.Tensor], style: torch.Tensor | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    def stream(self, latent_chunks: Iterable[torch.Tensor],
+               style: torch.Tensor | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Parameters for a latent stream, chunk by chunk (eval mode).
 
         latent_chunks: [B, n_k, D] pieces in time order; style: [B, E] fixed for the stream.

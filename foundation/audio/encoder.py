@@ -152,7 +152,8 @@ class AudioEncoder(nn.Module):
         def patches():
             for chunk in mel_chunks:
                 if chunk.shape[1] % MEL_PER_FRAME:
-                    raise ReplicaError(f"mel chunk of {chunk.shape[1]} frames", "must hold whole video frames (a multiple of 4)")
+                    raise ReplicaError(f"mel chunk of {chunk.shape[1]} frames",
+                                       "must hold whole video frames (a multiple of 4)")
                 yield chunk.reshape(chunk.shape[0], chunk.shape[1] // MEL_PER_FRAME, -1)
 
         def latents(packed: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,8 @@ class FeatureConfig(Section):
         """Feature frames per 25 fps video frame (4 with the default 10 ms hop)."""
         per_frame = self.sample_rate / FPS / self.hop
         if per_frame != int(per_frame):
-            raise ReplicaError(f"features.hop={self.hop}", f"must divide {self.sample_rate // FPS} samples per video frame")
+            raise ReplicaError(f"features.hop={self.hop}",
+                               f"must divide {self.sample_rate // FPS} samples per video frame")
         return int(per_frame)
 
 

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from datasets.errors import ReplicaError
+from datasets.loader import LoaderConfig, ShardLoader
+from datasets.shards import write_dataset
 from foundation.audio import (AAMSoftmax, AudioEncoder, AudioEncoderConfig, BatchFeatures, CPCLoss, FeatureConfig,
                               log_mel, mfcc, n_frames, speaker_ids, speaker_vocab)
+from tests.datasets.factory import toy_sample
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -59,6 +62,17 @@ def test_batch_transform_pickles_and_adds_mel_with_valid_lengths():
     batch = transform({"wav": 0.1 * torch.randn(2, 16000), "wav_len": torch.tensor([16000, 9000])})
     assert batch["mel"].shape == (2, 100, 80)
     assert batch["mel_len"].tolist() == [100, 56]
+
+
+def test_loader_workers_add_features_with_four_frames_per_video_frame(tmp_path):
+    write_dataset(str(tmp_path), (toy_sample(f"k{i}", seconds=0.3 + 0.2 * i, seed=i) for i in range(4)))
+    loader = ShardLoader(str(tmp_path), LoaderConfig(batch_size=4, window_s=0.6, num_workers=1, random_crop=False),
+                         transform=BatchFeatures(FeatureConfig()))
+    batch = next(iter(loader))
+    assert batch["mel"].shape == (4, 60, 80) and batch["mm"]["expr"].shape == (4, 15, 52)
+    assert batch["mel_len"].tolist() == (batch["wav_len"] // 160).tolist()
+    # A clip's frame count is rounded, so its last video frame may hold only part of a frame of audio.
+    assert ((batch["frames_len"] - batch["mel_len"] / 4).abs() <= 0.5).all()
 
 
 def test_inconsistent_feature_config_is_a_user_error():
