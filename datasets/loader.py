@@ -314,3 +314,20 @@ def dataset_speakers(dataset_url: str) -> list[str]:
                 except ValueError:
                     continue
     return sorted(speakers)
+
+
+def iter_samples(dataset_url: str, limit: int | None = None) -> Iterator[Sample]:
+    """Every decodable sample of a dataset in manifest order, whole (no crop): for evaluation."""
+    counters: dict = {}
+    count = 0
+    for url in read_manifest(dataset_url).shard_urls():
+        for members in iter_tar_samples(url, counters):
+            try:
+                sample = decode(members)
+            except ReplicaError as err:
+                log.warning("%s: skipping %s", url, err)
+                continue
+            yield sample
+            count += 1
+            if limit is not None and count >= limit:
+                return

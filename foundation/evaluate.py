@@ -1,0 +1,126 @@
+"""Evaluate a pre-trained foundation model against its references, on held-out data.
+
+- audio: speaker-verification EER of our encoder's embeddings on held-out speakers, next to the
+  EER of resemblyzer's pretrained GE2E encoder on exactly the same trials (same utterance pairs);
+- animator: lip vertex error (LVE) and mean vertex error on held-out identities and voices, next
+  to the mean-face and audio-energy→jaw baselines fitted on the training data.
+
+`evaluate_run` writes `eval.json` into the run folder and returns the same dict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from datasets import storage
+from datasets.errors import ReplicaError
+from datasets.loader import iter_samples
+from foundation.animation.model import Animator, AnimatorConfig
+from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
+from foundation.audio.features import FeatureConfig, log_mel
+from foundation.evaluation import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, eer, lip_vertex_error,
+                                   mean_vertex_error, resemblyzer_embeddings, verification_trials)
+from foundation.morphable import FaceParams, default_head_model
+from foundation.objectives import load_exported
+
+MAX_CLIPS = 400
+"""Clips read per dataset for evaluation (bounds time on big held-out sets)."""
+
+
+def _mel(wav: np.ndarray, features: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    mel = log_mel(torch.from_numpy(wav)[None], features)
+    return mel, torch.tensor([mel.shape[1]])
+
+
+@torch.no_grad()
+def encoder_embeddings(encoder: AudioEncoder, features: FeatureConfig, wavs: list[np.ndarray]) -> np.ndarray:
+    """Speaker embeddings [N, E] of whole utterances."""
+    return np.stack([encoder(*_mel(w, features)).embedding[0].numpy() for w in wavs])
+
+
+def evaluate_audio(model_url: str, heldout_url: str, trials: int = 500, seed: int = 0) -> dict:
+    """EER of our encoder and of resemblyzer on the same verification trials over held-out speakers."""
+    payload = load_exported(model_url)
+    encoder = AudioEncoder(AudioEncoderConfig.model_validate(payload["config"]["encoder"]))
+    encoder.load_state_dict(payload["state_dict"])
+    encoder.eval()
+    features = FeatureConfig.model_validate(payload["config"]["features"])
+    samples = list(iter_samples(heldout_url, MAX_CLIPS))
+    speakers = [str(s.meta["speaker"]) for s in samples]
+    seen = sorted(set(speakers) & set(payload.get("speakers", [])))
+    wavs = [s.wav for s in samples]
+    ours = encoder_embeddings(encoder, features, wavs)
+    reference = resemblyzer_embeddings(wavs)
+    scores_ours, labels = verification_trials(ours, speakers, np.random.default_rng(seed), trials)
+    scores_ref, labels_ref = verification_trials(reference, speakers, np.random.default_rng(seed), trials)
+    assert np.array_equal(labels, labels_ref)  # same rng, same names: the very same pairs
+    return {"kind": "audio", "heldout": heldout_url, "utterances": len(samples),
+            "speakers": len(set(speakers)), "speakers_seen_in_training": len(seen), "trials": 2 * trials,
+            "eer": eer(scores_ours, labels), "eer_resemblyzer": eer(scores_ref, labels)}
+
+
+def _params(mm: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
+    return {k: np.asarray(mm[k][:frames], dtype=np.float32) for k in PARAM_KEYS}
+
+
+def evaluate_animator(model_url: str, heldout_url: str, train_url: str) -> dict:
+    """LVE and mean vertex error (mm) of the animator and both baselines on held-out clips."""
+    payload = load_exported(model_url)
+    if payload["kind"] != "animator":
+        raise ReplicaError(model_url, f"is a {payload['kind']} model, not an animator")
+    encoder = AudioEncoder(AudioEncoderConfig.model_validate(payload["encoder_config"]))
+    encoder.load_state_dict(payload["encoder_state_dict"])
+    animator = Animator(AnimatorConfig.model_validate(payload["config"]["animator"]))
+    animator.load_state_dict(payload["state_dict"])
+    encoder.eval(), animator.eval()
+    features = FeatureConfig.model_validate(payload["config"]["features"])
+    head = default_head_model()
+
+    train = [s for s in iter_samples(train_url, MAX_CLIPS) if s.mm is not None]
+    heldout = [s for s in iter_samples(heldout_url, MAX_CLIPS) if s.mm is not None]
+    if not train or not heldout:
+        raise ReplicaError(heldout_url if not heldout else train_url, "no samples with head-model parameters (mm.npz)")
+    train_params = [_params(s.mm, s.num_frames) for s in train]
+    baselines = {"mean_face": MeanFaceBaseline().fit(train_params),
+                 "energy_jaw": EnergyJawBaseline().fit([s.wav for s in train], train_params)}
+
+    errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []} for n in ("animator", *baselines)}
+    with torch.no_grad():
+        for sample in heldout:
+            frames = min(sample.num_frames, len(sample.mm["expr"]))
+            truth = _params(sample.mm, frames)
+            shape = torch.as_tensor(sample.mm["shape"], dtype=torch.float32)
+
+            def verts(params: dict[str, np.ndarray]) -> torch.Tensor:
+                tensors = {k: torch.as_tensor(params[k][:frames], dtype=torch.float32) for k in PARAM_KEYS}
+                return head(FaceParams(shape=shape.expand(frames, -1), **tensors))
+
+            true_verts = verts(truth)
+            audio = encoder(*_mel(sample.wav, features))
+            style = audio.embedding if animator.cfg.style_dim else None
+            pred = {k: v[0, :frames].numpy() for k, v in animator(audio.latent, style).items()}
+            predictions = {"animator": pred, **{n: b.predict(sample.wav, frames) for n, b in baselines.items()}}
+            for name, params in predictions.items():
+                pred_verts = verts(params)
+                n = min(len(pred_verts), len(true_verts))
+                errors[name]["lve"].append(lip_vertex_error(pred_verts[:n], true_verts[:n], head.mouth_vertex_ids))
+                errors[name]["mve"].append(mean_vertex_error(pred_verts[:n], true_verts[:n]))
+    report = {"kind": "animator", "heldout": heldout_url, "clips": len(heldout), "train_clips": len(train)}
+    for name, errs in errors.items():
+        report[f"lve_mm/{name}"] = 1000 * float(np.mean(errs["lve"]))
+        report[f"mve_mm/{name}"] = 1000 * float(np.mean(errs["mve"]))
+    return report
+
+
+def evaluate_run(kind: str, run_url: str, heldout_url: str, train_url: str | None = None) -> dict:
+    """Evaluate `run_url/model.pt` on `heldout_url`; writes and returns `eval.json`."""
+    model_url = storage.join(run_url, "model.pt")
+    if kind == "audio":
+        report = evaluate_audio(model_url, heldout_url)
+    else:
+        if train_url is None:
+            raise ReplicaError("evaluate animator", "needs the training data URL to fit the baselines")
+        report = evaluate_animator(model_url, heldout_url, train_url)
+    storage.write_json(storage.join(run_url, "eval.json"), report)
+    return report
