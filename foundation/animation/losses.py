@@ -68,9 +68,11 @@ def pose_vertices(head: HeadModel, params: dict[str, torch.Tensor], shape: torch
     shape: [B, S] identity per clip, or None for the template identity.
     """
     b, f, _ = params["expr"].shape
-    flat = {k: params[k].reshape(b * f, -1) for k in ("expr", "jaw", "neck", "rot", "trans")}
+    dtype = head.template.dtype  # the head model stays float32 when the animator trains in bf16
+    flat = {k: params[k].reshape(b * f, -1).to(dtype) for k in ("expr", "jaw", "neck", "rot", "trans")}
     if shape is None:
-        shape = params["expr"].new_zeros(b, head.n_shape)
+        shape = head.template.new_zeros(b, head.n_shape)
+    shape = shape.to(dtype)
     per_frame_shape = shape[:, None, :].expand(b, f, shape.shape[-1]).reshape(b * f, -1)
     return head(FaceParams(shape=per_frame_shape, **flat)).reshape(b, f, -1, 3)
 

@@ -49,8 +49,9 @@ class AAMSoftmax(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_speakers, embed_dim) / math.sqrt(embed_dim))
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
-        """embedding: [B, E] → cosine similarity to each speaker's centre [B, n_speakers]."""
-        return F.normalize(embedding, dim=-1) @ F.normalize(self.weight, dim=-1).T
+        """embedding: [B, E] → cosine similarity to each speaker's centre [B, n_speakers] (float32)."""
+        # float32 even under bf16 training: a 0.2 rad margin near cos = 1 is below bf16's resolution.
+        return F.normalize(embedding.float(), dim=-1) @ F.normalize(self.weight.float(), dim=-1).T
 
     def forward(self, embedding: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """embedding: [B, E]; ids: [B] class ids → mean cross-entropy with margin (scalar)."""
@@ -82,7 +83,8 @@ class CPCLoss(nn.Module):
         """
         b, f, _ = latent.shape
         valid = torch.arange(f, device=latent.device)[None, :] < latent_len[:, None]  # [B, F]
-        candidates = F.normalize(local[valid], dim=-1)  # [M, D]: positives and negatives alike
+        # Scores in float32 even under bf16 training: logits scaled by 1/temperature need the precision.
+        candidates = F.normalize(local[valid].float(), dim=-1)  # [M, D]: positives and negatives alike
         index = torch.full((b, f), -1, dtype=torch.long, device=latent.device)
         index[valid] = torch.arange(candidates.shape[0], device=latent.device)
         losses = []
@@ -94,7 +96,7 @@ class CPCLoss(nn.Module):
             has_target = target >= 0
             if not has_target.any():
                 break
-            pred = F.normalize(predictor(latent[:, : f - k][has_target]), dim=-1)
+            pred = F.normalize(predictor(latent[:, : f - k][has_target]).float(), dim=-1)
             logits = pred @ candidates.T / self.temperature
             losses.append(F.cross_entropy(logits, target[has_target]))
         if not losses:
