@@ -120,34 +120,67 @@ def evaluate(engine, loader: ShardLoader | None, batches: int, device) -> dict[s
 
 
 class RunLogger:
-    """wandb on rank 0 only (one run per job), offline into the run folder unless online is set."""
+    """Rank 0's record of the run: `metrics.jsonl` in the run folder, and wandb (offline by default).
 
-    def __init__(self, job: PretrainJob, rank: int):
+    One wandb run per job, not per rank. The JSONL history survives restarts: a resumed worker
+    keeps the lines up to the step it resumed from, so the file reads as one run.
+    """
+
+    def __init__(self, job: PretrainJob, rank: int, start_step: int):
         self.run = None
-        if rank != 0 or job.train.wandb.mode == "disabled":
+        self.enabled = rank == 0
+        if not self.enabled:
+            return
+        self.history_url = storage.join(job.out_url, "metrics.jsonl")
+        self.history = []
+        if storage.exists(self.history_url):
+            lines = storage.read_text(self.history_url).splitlines()
+            self.history = [json.loads(line) for line in lines if line.strip()]
+            self.history = [h for h in self.history if h.get("step", 0) <= start_step]
+        if job.train.wandb.mode == "disabled":
             return
         import wandb
 
         local = storage.local_path(job.out_url)
         self.upload_to = None if local else storage.join(job.out_url, "wandb")
-        wandb_dir = local or tempfile.mkdtemp(prefix="replica-wandb-")
-        os.makedirs(wandb_dir, exist_ok=True)
-        self.dir = wandb_dir
-        self.run = wandb.init(project=job.train.wandb.project, mode=job.train.wandb.mode, dir=wandb_dir,
+        self.dir = local or tempfile.mkdtemp(prefix="replica-wandb-")
+        os.makedirs(self.dir, exist_ok=True)
+        self.run = wandb.init(project=job.train.wandb.project, mode=job.train.wandb.mode, dir=self.dir,
                               name=f"pretrain-{job.kind}", config=job.model_dump(mode="json"),
-                              resume="allow", id=f"pretrain-{job.kind}-{abs(hash(job.out_url)) % 10**8}",
                               settings=wandb.Settings(silent=True, console="off"))
 
     def log(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        self.history.append({"step": step, **metrics})
         if self.run is not None:
             self.run.log(metrics, step=step)
 
+    def flush(self) -> None:
+        if self.enabled:
+            storage.write_text(self.history_url, "".join(json.dumps(h) + "\n" for h in self.history))
+
     def finish(self) -> None:
+        self.flush()
         if self.run is None:
             return
         self.run.finish()
         if self.upload_to:
             storage.upload_folder(os.path.join(self.dir, "wandb"), self.upload_to)
+
+
+def _peak_rss_mb(device) -> list[float]:
+    """Peak resident memory of every rank's process, MB (all ranks take part)."""
+    import resource
+
+    import torch.distributed as dist
+
+    mine = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0], device=device)
+    if not dist.is_initialized():
+        return mine.tolist()
+    gathered = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    return [float(t) for t in gathered]
 
 
 def _save_checkpoint(engine, loader: ShardLoader, step: int, rank: int, folder: str) -> None:
@@ -199,7 +232,7 @@ def train_loop_per_worker(config: dict) -> None:
         eval_loader = ShardLoader(job.eval_url, eval_cfg, rank=rank, world_size=world, transform=objective.transform())
 
     step = start_step = _restore(engine, loader, rank)
-    logger = RunLogger(job, rank)
+    logger = RunLogger(job, rank, start_step)
     window_start, window_samples, micro = time.perf_counter(), 0, 0
     for batch in loader:
         if step >= job.train.steps:
@@ -220,11 +253,14 @@ def train_loop_per_worker(config: dict) -> None:
             report = {"step": step, "start_step": start_step, "loss": float(loss.detach()),
                       "lr": engine.get_lr()[0], "samples_per_s": window_samples * world / max(elapsed, 1e-9),
                       **{k: float(v) for k, v in metrics.items()}}
-            window_start, window_samples = time.perf_counter(), 0
         if step % job.train.eval_every == 0 or last:
             report.update({"step": step, "start_step": start_step,
                            **evaluate(engine, eval_loader, job.train.eval_batches, device)})
         if step % job.train.checkpoint_every == 0 or last:
+            report["peak_rss_mb"] = max(rss := _peak_rss_mb(device))
+            report.update({f"peak_rss_mb/rank{r}": v for r, v in enumerate(rss)})
+            logger.log(report, step)
+            logger.flush()
             with tempfile.TemporaryDirectory() as folder:
                 _save_checkpoint(engine, loader, step, rank, folder)
                 ray.train.report({"step": step, "start_step": start_step, **report},
@@ -232,8 +268,9 @@ def train_loop_per_worker(config: dict) -> None:
                                  checkpoint_dir_name=f"checkpoint_{step:07d}")
         elif report:
             ray.train.report(report)
-        if report:
             logger.log(report, step)
+        if report:  # throughput windows exclude evaluation and checkpointing
+            window_start, window_samples = time.perf_counter(), 0
         if last:
             break
 
