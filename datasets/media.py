@@ -140,6 +140,7 @@ def read_audio(url: str, sample_rate: int = 16_000) -> np.ndarray:
         if not container.streams.audio:
             raise ReplicaError(url, "no audio track")
         stream = container.streams.audio[0]
+        declared = _stream_seconds(stream)  # read while the container is open: it owns the stream
         # keep the channels through the resampler and average them here: FFmpeg's own downmix
         # adds the channels at -3 dB, which makes identical L/R louder by √2 and can clip
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
@@ -149,7 +150,6 @@ def read_audio(url: str, sample_rate: int = 16_000) -> np.ndarray:
                 chunks.extend(f.to_ndarray().mean(axis=0) for f in resampler.resample(frame))
             chunks.extend(f.to_ndarray().mean(axis=0) for f in resampler.resample(None))
     wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    declared = _stream_seconds(stream)
     if declared:
         wav = wav[:int(round(declared * sample_rate))]
     if len(wav) == 0:
