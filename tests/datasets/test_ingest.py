@@ -1,5 +1,6 @@
 """Ingestion of raw talking videos into samples, through the real Ray fan-out and storage."""
 
+import io
 import shutil
 
 import numpy as np
@@ -9,7 +10,7 @@ from cluster.ingest import run_ingest
 from datasets import media, storage
 from datasets.ingest import IngestConfig, plan_windows
 from datasets.loader import iter_tar_samples
-from datasets.schema import FPS, decode
+from datasets.schema import FPS, decode, wav_bytes
 from datasets.shards import read_manifest
 from tests.datasets.talking import astronaut_frames
 
@@ -49,7 +50,7 @@ def test_talking_video_becomes_clips_with_landmarks(ray_cluster, raw, any_root):
     assert len(samples) == report.clips_out == read_manifest(out).num_samples
     first = samples[0]
     assert first.lmk.shape == (100, 478, 3) and np.isfinite(first.lmk).all()
-    assert np.load(__import__("io").BytesIO(first.extra["bs.npy"])).shape == (100, 52)
+    assert np.load(io.BytesIO(first.extra["bs.npy"])).shape == (100, 52)
     assert len(first.wav) == 4 * 16_000
     assert first.meta["speaker"] == "astro" and first.meta["license"] == "CC0" and first.meta["text"] is None
     assert first.meta["source"].endswith("raw/talk.mp4") and first.meta["face_found"] >= 0.8
@@ -71,8 +72,7 @@ def test_bad_files_are_reported_and_the_batch_completes(ray_cluster, raw, tmp_pa
     frames = astronaut_frames(30)
     media.write_mp4(str(batch / "mute.mp4"), frames)
     media.write_mp4(str(batch / "dub.mp4"), frames)  # silent video + a same-stem wav: paired
-    (batch / "dub.wav").write_bytes(__import__("datasets.schema", fromlist=["wav_bytes"]).wav_bytes(
-        media.read_audio(str(raw / "talk.mp4"))[:16_000 * 6 // 5]))
+    (batch / "dub.wav").write_bytes(wav_bytes(media.read_audio(str(raw / "talk.mp4"))[:16_000 * 6 // 5]))
 
     report = run_ingest([str(batch)], str(tmp_path / "ds"))
     reasons = {row["path"].rsplit("/", 1)[-1]: row["reason"] for row in report.bad_files}
