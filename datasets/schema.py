@@ -49,6 +49,7 @@ does not estimate). "Left" is the subject's left (+x). The one definition; every
 N_EXPR = len(EXPRESSION_NAMES)
 MM_FRAME_KEYS = ("expr", "jaw", "neck", "rot", "trans")
 REQUIRED_META = ("speaker", "source", "license")
+MAX_KEY_LEN = 80  # tar (ustar) member names hold 100 characters: key + "." + the longest extension
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -121,6 +122,8 @@ def validate(sample: Sample) -> None:
     key = sample.key
     if not _KEY_RE.match(key or ""):
         raise ReplicaError(f"sample {key!r}", "key must be letters, digits, '_' or '-' (no dots)")
+    if len(key) > MAX_KEY_LEN:
+        raise ReplicaError(f"sample {key[:20]}…", f"key is {len(key)} characters; at most {MAX_KEY_LEN} fit a tar member name")
     wav = sample.wav
     if wav.ndim != 1 or wav.dtype != np.float32:
         raise ReplicaError(f"sample {key}", f"wav must be float32 [T], got {wav.dtype} {list(wav.shape)}")

@@ -61,6 +61,7 @@ def test_encode_decode_round_trip():
 
 @pytest.mark.parametrize("mutate, reason", [
     (lambda s: setattr(s, "key", "has.dot"), "no dots"),
+    (lambda s: setattr(s, "key", "k" * 81), "at most 80"),
     (lambda s: s.meta.pop("speaker"), "json lacks speaker"),
     (lambda s: setattr(s, "lmk", s.lmk[:, :10]), "lmk.npy must be"),
     (lambda s: setattr(s, "lmk", s.lmk[:5]), "frames, audio implies"),
