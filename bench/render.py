@@ -34,7 +34,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import torch  # noqa: E402
 
-from render.raster import available_backends, rasterize  # noqa: E402
+from render.raster import DEFAULT_TILE_SIZE, available_backends, rasterize  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "render.json"
 SIZES = (256, 512)
@@ -83,6 +83,7 @@ def bench_case(backend: str, size: int, n: int, backward: bool, args) -> dict:
     device = torch.device("cuda" if backend == "gsplat" else "cpu")
     scene = head_scene(n, size, device)
     case = {"backend": backend, "size": size, "gaussians": n, "mode": "forward+backward" if backward else "forward"}
+    case["tile_size"] = DEFAULT_TILE_SIZE[backend]
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -135,11 +136,14 @@ def rasterizer_results(args) -> dict:
                 for backward in (False, True):
                     # One process per case, so each peak-memory figure is that case's alone.
                     spec = json.dumps({"backend": backend, "size": size, "gaussians": n, "backward": backward})
+                    busy = wait_for_quiet_cpu(args.quiet_wait_s) if device.type == "cpu" else None
                     child = subprocess.run(
                         [sys.executable, __file__, "--case", spec, *_shared_flags(args)],
                         capture_output=True, text=True, check=True,
                     )  # fmt: skip
                     case = json.loads(child.stdout.strip().splitlines()[-1])
+                    if busy is not None:
+                        case["other_cpu_busy_before"] = round(busy, 2)
                     runs.append(case)
                     print(json.dumps(case), flush=True)
     return {
@@ -148,6 +152,33 @@ def rasterizer_results(args) -> dict:
         "note": "median and best of the repeats; the machine may be shared, see load_average_1min",
         "runs": runs,
     }
+
+
+def wait_for_quiet_cpu(max_wait_s: float, quiet: float = 0.25) -> float:
+    """Wait (up to max_wait_s) until other processes use under `quiet` of the CPUs; return that share.
+
+    On a shared 2-core machine, torch's OpenMP threads stall badly when another process takes a
+    core, so a frame can be 10-30x slower than on a quiet machine; timing only quiet moments keeps
+    the numbers about the renderer.
+    """
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = _cpu_busy_fraction(1.0)
+        if busy < quiet or time.monotonic() > deadline:
+            return busy
+        time.sleep(2.0)
+
+
+def _cpu_busy_fraction(interval_s: float) -> float:
+    def snapshot():
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total0, idle0 = snapshot()
+    time.sleep(interval_s)
+    total1, idle1 = snapshot()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def _shared_flags(args) -> list[str]:
@@ -159,6 +190,7 @@ def main() -> None:
     parser.add_argument("--max-frame-s", type=float, default=20.0, help="skip a case whose first frame is slower")
     parser.add_argument("--budget-s", type=float, default=10.0, help="time spent on repeats per case")
     parser.add_argument("--max-repeats", type=int, default=10)
+    parser.add_argument("--quiet-wait-s", type=float, default=120.0, help="wait this long for an idle CPU per case")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print its JSON
     args = parser.parse_args()
     if args.case:

@@ -27,6 +27,7 @@ Backend = Literal["auto", "torch", "gsplat", "reference"]
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 BACKENDS = ("auto", "torch", "gsplat", "reference")
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+DEFAULT_TILE_SIZE = {"gsplat": 16, "torch": 8, "reference": 16}
 
 
 def rasterize(
@@ -48,7 +49,7 @@ def rasterize(
     eps2d: float = 0.3,
     render_mode: RenderMode = "RGB",
     backend: Backend = "auto",
-    tile_size: int = 16,
+    tile_size: int | None = None,
     chunk_elements: int = 2**20,
 ) -> tuple[Tensor, Tensor, dict]:
     """Render N 3D Gaussians into C pinhole cameras (gsplat's `rasterization`, classic mode).
@@ -77,7 +78,9 @@ def rasterize(
         backend: "gsplat" (CUDA kernels), "torch" (tiled PyTorch, any device), "reference" (dense
             PyTorch; tiny scenes only), or "auto": gsplat when the inputs are on CUDA and its kernels
             load, else torch.
-        tile_size: tile edge in pixels (both gsplat and the torch backend work per tile).
+        tile_size: tile edge in pixels; None picks the backend's best: 16 for gsplat (its default),
+            8 for torch (on CPU, smaller tiles waste fewer evaluations on pixels a Gaussian misses;
+            measured 1.5-3x faster than 16 for avatar-sized splats). The image does not depend on it.
         chunk_elements: torch backend only: most Gaussian × pixel pairs evaluated at once (bounds memory).
 
     Returns:
@@ -96,6 +99,10 @@ def rasterize(
     channels = colors.shape[-1]
     if backgrounds is not None and tuple(backgrounds.shape) != (n_cams, channels):
         raise ReplicaError("backgrounds", f"expected shape [{n_cams}, {channels}], got {list(backgrounds.shape)}")
+    if tile_size is None:
+        tile_size = DEFAULT_TILE_SIZE[backend]
+    if tile_size <= 0:
+        raise ReplicaError("tile_size", f"must be positive, got {tile_size}")
     if backend == "gsplat":
         return _rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree=sh_degree,
@@ -125,7 +132,8 @@ def rasterize(
             projected.means2d, projected.conics, opacities, colors, projected.depths, projected.radii,
             width, height, tile_size, backgrounds, chunk_elements,
         )  # fmt: skip
-        info.update(n_intersections=n_isects, tile_width=tile_grid(width, height, tile_size)[0])
+        tiles_x, tiles_y = tile_grid(width, height, tile_size)
+        info.update(n_intersections=n_isects, tile_width=tiles_x, tile_height=tiles_y)
     else:
         images, alphas = composite_dense(
             projected.means2d, projected.conics, opacities, colors, projected.depths, projected.radii,

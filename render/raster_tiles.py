@@ -43,7 +43,7 @@ def composite_tiles(
     radii: Tensor,
     width: int,
     height: int,
-    tile_size: int = 16,
+    tile_size: int = 8,
     backgrounds: Tensor | None = None,
     chunk_elements: int = 2**20,
 ) -> tuple[Tensor, Tensor, int]:
@@ -60,7 +60,8 @@ def composite_tiles(
         tile_size: tile edge, pixels.
         backgrounds: colour behind the Gaussians, added as T_final · background. [C, D] or None (black)
         chunk_elements: most Gaussian × pixel pairs evaluated at once; bounds peak memory
-            (about 60 bytes per pair in backward, float32).
+            (roughly 50 bytes per pair in backward, float32). A batch holds at least one tile, so a
+            single tile whose list alone is longer than chunk_elements / tile_size² exceeds it.
 
     Returns:
         A tuple: images [C, H, W, D], alphas (1 - final transmittance) [C, H, W, 1], and the number

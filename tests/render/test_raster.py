@@ -177,8 +177,8 @@ def test_depth_modes_render_the_gaussians_depth():
     torch.testing.assert_close(depth, 3.0 * alpha)
 
 
-@pytest.mark.parametrize("sh_degree", [None, 3])
-def test_tiled_backend_matches_dense_reference_in_values_and_gradients(sh_degree):
+@pytest.mark.parametrize("sh_degree, tile_size", [(None, None), (3, 16)])
+def test_tiled_backend_matches_dense_reference_in_values_and_gradients(sh_degree, tile_size):
     width, height = 70, 45  # not a multiple of the tile size: exercises the ragged edge
     means, quats, scales, opacities, gen = random_scene(150, seed=5)
     colors = torch.rand(150, 3, generator=gen) if sh_degree is None else torch.randn(150, 16, 3, generator=gen) * 0.3
@@ -193,7 +193,7 @@ def test_tiled_backend_matches_dense_reference_in_values_and_gradients(sh_degree
         inputs = [t.clone().requires_grad_(True) for t in (means, quats, scales, opacities, colors, backgrounds)]
         image, alpha, info = rasterize(
             *inputs[:5], viewmats, Ks, width, height, sh_degree=sh_degree, backgrounds=inputs[5],
-            backend=backend, chunk_elements=chunk_elements,
+            backend=backend, tile_size=tile_size, chunk_elements=chunk_elements,
         )  # fmt: skip
         (torch.cat([image, alpha], dim=-1) * weights).sum().backward()
         return image, alpha, [t.grad for t in inputs]
