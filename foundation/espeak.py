@@ -138,6 +138,19 @@ def english_accents() -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _identifiers() -> dict[str, str]:
+    """Language tag → voice file identifier of the formant English voices (`en-gb` → `gmw/en`)."""
+    return {language: identifier for _, language, identifier, _ in _list(None) if identifier.startswith("gmw/en")}
+
+
+def _voice_file(voice_name: str) -> str:
+    # Voices are named by language tag (`en-gb+f3`), but espeak looks voices up by file: a tag
+    # such as `en-gb` is no file name (its file is `gmw/en`), so map the tag before the variant.
+    language, plus, variant = voice_name.partition("+")
+    return _identifiers().get(language, language) + plus + variant
+
+
 def variants() -> dict[str, str | None]:
     """Voice variants (applied as `<voice>+<variant>`): variant file name → gender."""
     return {identifier.split("/", 1)[1]: gender for _, _, identifier, gender in _list("variant")}
@@ -152,10 +165,11 @@ def speak(text: str, voice_name: str) -> tuple[np.ndarray, list[tuple[str, float
     """
     library, rate = _library()
     encoded = text.encode("utf-8")
+    voice_file = _voice_file(voice_name).encode()  # before taking the lock: it lists voices itself
     with _lock:
         _samples.clear()
         _events.clear()
-        if library.espeak_SetVoiceByName(voice_name.encode()) != 0:
+        if library.espeak_SetVoiceByName(voice_file) != 0:
             raise ReplicaError(voice_name, "espeak-ng has no such voice")
         library.espeak_Synth(encoded, len(encoded) + 1, 0, 1, 0, _CHARS_UTF8, None, None)
         library.espeak_Synchronize()

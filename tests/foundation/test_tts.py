@@ -90,3 +90,10 @@ def test_long_text_is_spoken_sentence_by_sentence_with_offset_timings():
     # The pause between sentences is silent.
     gap = whole.wav[round((offset_s - SENTENCE_PAUSE_S) * SAMPLE_RATE) : round(offset_s * SAMPLE_RATE)]
     assert np.abs(gap[len(gap) // 4 : -len(gap) // 4]).max() < 0.05
+
+
+def test_every_listed_accent_and_engine_voice_speaks():
+    # Variants share their accent's voice file, so the plain voices cover every file lookup.
+    plain = [v.id for v in list_voices() if "+" not in v.id]
+    for voice in plain:
+        assert synthesize("Yes.", voice).wav.size > 0, voice
