@@ -25,6 +25,8 @@ from foundation.animation.model import AnimatorConfig
 from foundation.audio.encoder import AudioEncoderConfig
 from foundation.audio.features import FeatureConfig
 from foundation.train_config import TrainConfig
+from render.avatar import AvatarConfig
+from render.refine import RefineConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -52,6 +54,10 @@ class ReplicaConfig(Section):
     """Audio encoder sizes."""
     animator: AnimatorConfig = AnimatorConfig()
     """Animator sizes."""
+    avatar: AvatarConfig = AvatarConfig()
+    """Gaussian avatar: size, SH degree, Gaussian budget, schedule, loss weights, densification."""
+    refine: RefineConfig = RefineConfig()
+    """GAN refiner after splatting: size, schedule, loss weights (enabled: false switches it off)."""
 
 
 def shipped_configs() -> list[str]:
