@@ -1,0 +1,247 @@
+"""The synthetic talking-head world: made-up people speaking TTS sentences, as dataset samples and person videos.
+
+    world = SynthWorld(head, speak, voices, SynthConfig(identities=8, clips_per_identity=4, seed=0))
+    sample = world.clip(identity=3, clip=0)      # a schema `Sample`: wav, mp4, lmk.npy, mm.npz, json
+    video = world.person(seconds=90)             # one person talking for 90 s: frames, audio, parameters
+
+A clip is: sentence(s) → speech (`speak(text, voice)`) → talking motion (`synthesize_motion`) → head
+parameters → posed mesh → rendered frames (`render`) + projected landmarks. Every draw comes from an rng
+seeded by (seed, identity[, clip]), so a clip is reproducible on its own, on any worker, in any order. The head
+model and the voice pool are injected (`HeadLike`, `speak`), so this module never imports `foundation`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from datasets import storage
+from datasets.config import Section
+from datasets.errors import ReplicaError
+from datasets.media import encode_mp4, write_mp4
+from datasets.schema import SAMPLE_RATE, Sample
+from datasets.synth.appearance import Appearance, sample_appearance
+from datasets.synth.head import HeadLike
+from datasets.synth.motion import FPS, synthesize_motion
+from datasets.synth.photo import photo_appearance
+from datasets.synth.render import Topology, project_landmarks, render_frames
+from datasets.synth.scene import Framing, Lighting, expose, sample_background, sample_framing, sample_lighting
+from datasets.synth.sentences import make_script
+from datasets.synth.texels import TexelMap, texel_map
+
+SOURCE = "synthetic"
+LICENSE = "CC0 (synthetic)"
+RENDER_CHUNK = 16
+"""Frames rendered per batch (bounds memory at large sizes)."""
+
+
+class SynthConfig(Section):
+    """What the synthetic world generates."""
+
+    size: int = Field(256, ge=32)
+    """Output frame width and height in pixels."""
+    fps: int = Field(FPS, ge=1)
+    """Video frame rate; the motion model runs at 25 fps, so only 25 is supported."""
+    clip_seconds: tuple[float, float] = (2.0, 6.0)
+    """Range of target clip lengths in seconds (the speech decides the exact length)."""
+    identities: int = Field(4, ge=1)
+    """Number of made-up people."""
+    clips_per_identity: int = Field(2, ge=1)
+    """Clips spoken by each person."""
+    seed: int = 0
+    """Seed of every random draw; the same config gives the same dataset."""
+    voices: list[str] = []
+    """Voice id patterns (fnmatch, e.g. "espeak:en-us*", "flite:*"); empty means every voice of the pool."""
+    photo_probability: float = Field(0.0, ge=0.0, le=1.0)
+    """Chance that an identity's face is textured from one of the world's face photos (when it has any)."""
+    video: bool = True
+    """Render frames into the `mp4` member; False writes audio, parameters and landmarks only (fast)."""
+    supersample: int = Field(2, ge=1, le=4)
+    """Anti-aliasing: render at this multiple of `size` and box-filter down."""
+    atlas_size: int = Field(1024, ge=128)
+    """Side of each identity's texture atlas in texels."""
+    shape_sigma: float = Field(0.8, ge=0.0)
+    """Standard deviation of the identity (shape) coefficients."""
+
+
+class SpeechLike(Protocol):
+    """What `speak` returns (`foundation.tts.Speech` fits): wav float32 [T] at sample_rate Hz, phones or None."""
+
+    wav: np.ndarray
+    sample_rate: int
+    phonemes: list[tuple[str, float, float]] | None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One made-up person: id, shape coefficients [S], look, voice."""
+
+    id: str
+    shape: np.ndarray
+    appearance: Appearance
+    voice: str
+
+
+@dataclass(frozen=True)
+class Performance:
+    """One rendered take: what was said and how, and what the camera saw.
+
+    Fields:
+        wav: speech, float32 [T] at 16 kHz.
+        params: `mm.npz` arrays (shape [S], expr [F, 52], jaw/neck/rot/trans [F, 3]) + camera keys.
+        frames: rendered video, uint8 [F, H, W, 3], or None without video.
+        lmk: MediaPipe-convention landmarks, float32 [F, 478, 3].
+        text, phones: the script and its phone timings (seconds), voice: the voice id.
+        lighting: the lights used (JSON-able).
+    """
+
+    wav: np.ndarray
+    params: dict[str, np.ndarray]
+    frames: np.ndarray | None
+    lmk: np.ndarray
+    text: str
+    phones: list[tuple[str, float, float]]
+    voice: str
+    lighting: dict
+
+
+class SynthWorld:
+    """Generates identities, clips and person videos from a head model and a voice pool.
+
+    head: the morphable head (`HeadLike`). speak: text, voice id → speech (e.g. `foundation.tts.synthesize`).
+    voices: voice ids to draw from (filtered by `cfg.voices`). photos: face photos (uint8 [H, W, 3]) that
+    identities may be textured from (see `cfg.photo_probability`).
+    """
+
+    def __init__(self, head: HeadLike, speak: Callable[[str, str], SpeechLike], voices: Sequence[str],
+                 cfg: SynthConfig | None = None, photos: Sequence[np.ndarray] = ()):
+        self.cfg = cfg or SynthConfig()
+        if self.cfg.fps != FPS:
+            raise ReplicaError(f"fps={self.cfg.fps}", f"the motion model runs at {FPS} fps only")
+        self.head, self.speak, self.photos = head, speak, list(photos)
+        patterns = self.cfg.voices or ["*"]
+        self.voices = sorted(v for v in voices if any(fnmatch.fnmatch(v, p) for p in patterns))
+        if not self.voices:
+            raise ReplicaError(f"voices {patterns}", f"match none of the {len(voices)} voices of the pool")
+        self.topology = Topology.of(head)
+        self.eye_height = float(head.template[head.landmark_index[[468, 473]]][:, 1].mean())
+        self._identity = lru_cache(maxsize=2)(self._make_identity)
+
+    @property
+    def n_clips(self) -> int:
+        return self.cfg.identities * self.cfg.clips_per_identity
+
+    def texels(self) -> TexelMap:
+        if not hasattr(self, "_texels"):
+            self._texels = texel_map(self.head, self.cfg.atlas_size)
+        return self._texels
+
+    def identity(self, index: int) -> Identity:
+        """Identity `index` (deterministic from the seed; the last two are cached)."""
+        return self._identity(index)
+
+    def _make_identity(self, index: int) -> Identity:
+        rng = np.random.default_rng([self.cfg.seed, index, 0])
+        shape = (rng.normal(0.0, 1.0, self.head.n_shape) * self.cfg.shape_sigma).astype(np.float32)
+        voice = self.voices[rng.integers(len(self.voices))]
+        look_rng = np.random.default_rng(rng.integers(1 << 62))
+        if self.photos and rng.random() < self.cfg.photo_probability:
+            photo = self.photos[rng.integers(len(self.photos))]
+            appearance = photo_appearance(self.head, photo, look_rng, self.texels())
+        else:
+            appearance = sample_appearance(self.head, look_rng, texels=self.texels())
+        return Identity(f"id{index:04d}", shape, appearance, voice)
+
+    def clip(self, identity: int, clip: int) -> Sample:
+        """Clip `clip` of identity `identity` as a schema Sample (key `synthetic-id0003-c0001`)."""
+        person = self.identity(identity)
+        rng = np.random.default_rng([self.cfg.seed, identity, 1, clip])
+        text = make_script(rng, rng.uniform(*self.cfg.clip_seconds))
+        speech = self.speak(text, person.voice)
+        take = self._perform(person, speech.wav, speech.phonemes, text, rng, speech.sample_rate)
+        mp4 = encode_mp4(take.frames, fps=self.cfg.fps) if take.frames is not None else None
+        meta = {"speaker": f"synth-{person.id}", "identity": person.id, "voice": person.voice, "source": SOURCE,
+                "license": LICENSE, "fps": self.cfg.fps, "text": text, "phones": [list(p) for p in take.phones],
+                "appearance": person.appearance.traits, "lighting": take.lighting}
+        return Sample(key=f"{SOURCE}-{person.id}-c{clip:04d}", wav=take.wav, meta=meta, lmk=take.lmk,
+                      mm=take.params, mp4=mp4)
+
+    def person(self, seconds: float, identity: int = 0) -> Performance:
+        """Identity `identity` talking for about `seconds`: sentence after sentence with natural pauses."""
+        person = self.identity(identity)
+        rng = np.random.default_rng([self.cfg.seed, identity, 2])
+        texts, pieces, phones, t = [], [], [], 0.0
+        while t < seconds:
+            text = make_script(rng, rng.uniform(2.0, 6.0))
+            speech = self.speak(text, person.voice)
+            wav = _resample_16k(speech.wav, speech.sample_rate)
+            pause = np.zeros(int(rng.uniform(0.3, 0.9) * SAMPLE_RATE), np.float32)
+            phones += [(p, s + t, e + t) for p, s, e in (speech.phonemes or [])]
+            texts.append(text)
+            pieces += [wav, pause]
+            t += (len(wav) + len(pause)) / SAMPLE_RATE
+        return self._perform(person, np.concatenate(pieces), phones, " ".join(texts), rng, SAMPLE_RATE)
+
+    def _perform(self, person: Identity, wav: np.ndarray, phones, text: str, rng: np.random.Generator,
+                 sample_rate: int) -> Performance:
+        wav = _resample_16k(np.asarray(wav, np.float32), sample_rate)
+        motion = synthesize_motion(wav, phones, rng)
+        size = self.cfg.size
+        camera = sample_framing(rng, size, size, self.eye_height)
+        lighting = expose(sample_lighting(rng), person.appearance.skin_rgb, rng)
+        background = sample_background(rng, size, size)
+        params = {"shape": person.shape, "expr": motion.expr, "jaw": motion.jaw, "neck": motion.neck,
+                  "rot": motion.rot, "trans": motion.trans}
+        with torch.no_grad():
+            verts = self.head.pose(params)
+        frames = self._render(verts, person.appearance, camera, lighting, background) if self.cfg.video else None
+        lmk = project_landmarks(verts, self.head.landmark_index, camera)
+        return Performance(wav=wav, params={**params, **camera.as_dict()}, frames=frames, lmk=lmk, text=text,
+                           phones=[(str(p), round(float(s), 4), round(float(e), 4)) for p, s, e in phones or []],
+                           voice=person.voice, lighting=lighting.as_dict())
+
+    def _render(self, verts: torch.Tensor, appearance: Appearance, camera: Framing, lighting: Lighting,
+                background: np.ndarray) -> np.ndarray:
+        texture = torch.from_numpy(appearance.texture)
+        chunks = [render_frames(verts[i:i + RENDER_CHUNK], self.topology, texture, camera, lighting, background,
+                                supersample=self.cfg.supersample).rgb for i in range(0, len(verts), RENDER_CHUNK)]
+        return np.concatenate(chunks)
+
+
+def write_person(take: Performance, out_url: str, identity: Identity, fps: int = FPS) -> str:
+    """Write a person video: `out_url` (H.264 + AAC with the speech) and `<stem>.params.npz` beside it.
+
+    The npz holds the identity `shape`, per-frame `expr`/`jaw`/`neck`/`rot`/`trans`, the camera (`viewmat`, `K`,
+    `width`, `height`), `lmk` [F, 478, 3], `fps`, and the strings `voice`, `text`, `identity`, `appearance` (JSON).
+    Returns the params URL.
+    """
+    if take.frames is None:
+        raise ReplicaError(out_url, "a person video needs rendered frames (video=True)")
+    if not out_url.endswith(".mp4"):
+        raise ReplicaError(out_url, "person video must be an .mp4")
+    params_url = out_url[: -len(".mp4")] + ".params.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, **take.params, lmk=take.lmk, fps=np.asarray(fps), voice=np.asarray(take.voice),
+             text=np.asarray(take.text), identity=np.asarray(identity.id),
+             appearance=np.asarray(json.dumps(identity.appearance.traits)))
+    write_mp4(out_url, take.frames, fps=fps, audio=take.wav, sample_rate=SAMPLE_RATE)
+    storage.write_bytes(params_url, buffer.getvalue())
+    return params_url
+
+
+def _resample_16k(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Speech at the schema's 16 kHz (engines in the pool already deliver 16 kHz; others are resampled)."""
+    if sample_rate == SAMPLE_RATE:
+        return np.asarray(wav, np.float32)
+    from scipy.signal import resample_poly
+
+    gcd = np.gcd(SAMPLE_RATE, sample_rate)
+    return resample_poly(wav, SAMPLE_RATE // gcd, sample_rate // gcd).astype(np.float32)
