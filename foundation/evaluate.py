@@ -88,24 +88,24 @@ def evaluate_animator(model_url: str, heldout_url: str, train_url: str) -> dict:
     errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []} for n in ("animator", *baselines)}
     with torch.no_grad():
         for sample in heldout:
-            frames = min(sample.num_frames, len(sample.mm["expr"]))
+            audio = encoder(*_mel(sample.wav, features))
+            style = audio.embedding if animator.cfg.style_dim else None
+            pred = {k: v[0].numpy() for k, v in animator(audio.latent, style).items()}
+            # the audio's last partial frame has no latent: score the frames every model covers
+            frames = min(sample.num_frames, len(sample.mm["expr"]), len(pred["expr"]))
             truth = _params(sample.mm, frames)
-            shape = torch.as_tensor(sample.mm["shape"], dtype=torch.float32)
+            shape = torch.as_tensor(sample.mm["shape"], dtype=torch.float32).expand(frames, -1)
 
             def verts(params: dict[str, np.ndarray]) -> torch.Tensor:
                 tensors = {k: torch.as_tensor(params[k][:frames], dtype=torch.float32) for k in PARAM_KEYS}
-                return head(FaceParams(shape=shape.expand(frames, -1), **tensors))
+                return head(FaceParams(shape=shape, **tensors))
 
             true_verts = verts(truth)
-            audio = encoder(*_mel(sample.wav, features))
-            style = audio.embedding if animator.cfg.style_dim else None
-            pred = {k: v[0, :frames].numpy() for k, v in animator(audio.latent, style).items()}
             predictions = {"animator": pred, **{n: b.predict(sample.wav, frames) for n, b in baselines.items()}}
             for name, params in predictions.items():
                 pred_verts = verts(params)
-                n = min(len(pred_verts), len(true_verts))
-                errors[name]["lve"].append(lip_vertex_error(pred_verts[:n], true_verts[:n], head.mouth_vertex_ids))
-                errors[name]["mve"].append(mean_vertex_error(pred_verts[:n], true_verts[:n]))
+                errors[name]["lve"].append(lip_vertex_error(pred_verts, true_verts, head.mouth_vertex_ids))
+                errors[name]["mve"].append(mean_vertex_error(pred_verts, true_verts))
     report = {"kind": "animator", "heldout": heldout_url, "clips": len(heldout), "train_clips": len(train)}
     for name, errs in errors.items():
         report[f"lve_mm/{name}"] = 1000 * float(np.mean(errs["lve"]))
