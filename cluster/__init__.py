@@ -1,1 +1,22 @@
-"""replica.cluster"""
+"""replica.cluster: the Ray runtime and the fan-out of batch work over a cluster.
+
+Public API (imported lazily; Ray itself is imported only when work is submitted):
+
+    RuntimeConfig, resolve, init_ray, setup_logging     cluster.runtime
+    map_with_progress                                   cluster.fanout: one Ray task per item, progress, failures
+    run_ingest                                          cluster.ingest: raw videos → a dataset
+"""
+
+import importlib
+
+_EXPORTS = {
+    "RuntimeConfig": "cluster.runtime", "resolve": "cluster.runtime", "init_ray": "cluster.runtime",
+    "setup_logging": "cluster.runtime", "map_with_progress": "cluster.fanout", "run_ingest": "cluster.ingest",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cluster' has no attribute {name!r}")

@@ -1,1 +1,28 @@
-"""replica.foundation"""
+"""replica.foundation: the models every replica is built from, and their pre-training.
+
+Public API (imported lazily):
+
+    HeadModel, FaceParams, default_head_model, EXPRESSION_NAMES    the morphable head model (foundation.morphable)
+    Camera                                                          pinhole camera, OpenCV/gsplat convention
+    list_voices, synthesize                                         the TTS voice pool (foundation.tts)
+    AudioEncoder, Animator                                          the two pre-trained models
+    pretrain                                                        Ray Train + DeepSpeed pre-training (foundation.train)
+    evaluate_run                                                    EER / LVE against references (foundation.evaluate)
+"""
+
+import importlib
+
+_EXPORTS = {
+    "HeadModel": "foundation.morphable", "FaceParams": "foundation.morphable",
+    "default_head_model": "foundation.morphable", "EXPRESSION_NAMES": "foundation.morphable",
+    "Camera": "foundation.camera", "list_voices": "foundation.tts", "synthesize": "foundation.tts",
+    "AudioEncoder": "foundation.audio.encoder", "Animator": "foundation.animation.model",
+    "pretrain": "foundation.train", "evaluate_run": "foundation.evaluate",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'foundation' has no attribute {name!r}")
