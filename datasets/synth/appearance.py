@@ -246,8 +246,10 @@ def _paint_face(albedo, specular, occlusion, texels: TexelMap, frame: _Frame, sk
         grows = _smoothstep(edge, edge - 0.06 * width, pos[..., 1]) * _smoothstep(110.0, 85.0, frame.azimuth)
         grows *= _smoothstep(frame.y_chin - 0.4 * width, frame.y_chin - 0.15 * width, pos[..., 1])
         lips_free = 1.0 - np.clip(ndimage.gaussian_filter(polygon_mask(px[_LIPS_OUTER], size), 0.01 * unit) * 2, 0, 1)
-        stubble = np.clip(rng.normal(0.7, 0.3, (size, size)), 0, 1).astype(np.float32)
-        alpha = grows * stubble * rng.uniform(0.12, 0.3) * np.where(face, lips_free, 1.0) * texels.covered
+        # Stubble noise lives in 3D so its grain is the same in every atlas region (no seams).
+        stubble = np.zeros((size, size), np.float32)
+        stubble[texels.covered] = np.clip(0.6 + 0.5 * value_noise(pos[texels.covered], 0.0008, rng), 0, 1)
+        alpha = grows * stubble * rng.uniform(0.1, 0.22) * np.where(face, lips_free, 1.0) * texels.covered
         albedo[:] = _mix(albedo, np.minimum(hair_rgb, 0.2) * 0.5, alpha)
     return hair_rgb, brow_rgb
 
