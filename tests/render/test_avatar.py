@@ -138,3 +138,18 @@ def test_flicker_is_zero_when_changes_match_the_truth_and_grows_with_jitter():
     assert flicker(truth + 0.1, truth) == pytest.approx(0.0, abs=1e-7)  # a constant offset does not flicker
     jitter = torch.tensor([0.0, 0.02, 0.0, 0.02, 0.0])[:, None, None, None]
     assert flicker(truth + jitter, truth) == pytest.approx(0.02, abs=1e-7)
+
+
+@pytest.mark.gpu
+def test_gsplat_training_runs_on_cuda_and_renders_like_the_torch_backend():
+    p = person()
+    cfg = TINY.model_copy(update={"iterations": 30, "densify_from": 10, "densify_every": 10, "densify_until": 25,
+                                  "backend": "gsplat"})
+    avatar = train_avatar(p.frames[:N_TRAIN], select_frames(p.params, torch.arange(N_TRAIN)), p.camera, cfg,
+                          device="cuda", progress=False)
+    assert np.mean(avatar.history["loss"][-5:]) < np.mean(avatar.history["loss"][:5])
+    frame = select_frames(p.params, torch.tensor([N_FRAMES - 1]))
+    with torch.no_grad():
+        fast = render(avatar, frame, p.camera, backend="gsplat")
+        slow = render(avatar, frame, p.camera, backend="torch")
+    assert (fast - slow).abs().mean() < 2e-3
