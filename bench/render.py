@@ -91,7 +91,8 @@ def bench_case(backend: str, size: int, n: int, backward: bool, args) -> dict:
     first = time_frame(scene, size, backend, backward)  # also warms caches / kernels
     if first > args.max_frame_s:
         return case | {"skipped": f"first frame took {first:.1f} s > {args.max_frame_s} s"}
-    repeats = max(1, min(args.max_repeats, int(args.budget_s / first)))
+    # At least 3, so one disturbed frame cannot pass for the median.
+    repeats = max(3, min(args.max_repeats, int(args.budget_s / first)))
     times = [time_frame(scene, size, backend, backward) for _ in range(repeats)]
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - baseline_cuda
@@ -136,22 +137,36 @@ def rasterizer_results(args) -> dict:
                 for backward in (False, True):
                     # One process per case, so each peak-memory figure is that case's alone.
                     spec = json.dumps({"backend": backend, "size": size, "gaussians": n, "backward": backward})
-                    busy = wait_for_quiet_cpu(args.quiet_wait_s) if device.type == "cpu" else None
-                    child = subprocess.run(
-                        [sys.executable, __file__, "--case", spec, *_shared_flags(args)],
-                        capture_output=True, text=True, check=True,
-                    )  # fmt: skip
-                    case = json.loads(child.stdout.strip().splitlines()[-1])
-                    if busy is not None:
-                        case["other_cpu_busy_before"] = round(busy, 2)
+                    case = run_case_disturbance_free(spec, device, args)
                     runs.append(case)
                     print(json.dumps(case), flush=True)
     return {
         "device": describe_device(device),
         "scene": "sphere shell of Gaussians (12 cm radius, 60 cm away) filling ~80% of the frame",
-        "note": "median and best of the repeats; the machine may be shared, see load_average_1min",
+        "note": "median and best of the repeats, timed when other processes left the CPU idle; a case whose median exceeded twice its best was rerun (attempt)",
         "runs": runs,
     }
+
+
+def run_case_disturbance_free(spec: str, device: torch.device, args, attempts: int = 3) -> dict:
+    """Run one case in a fresh process; when its median is over twice its best frame, another
+    process took the CPU mid-case, so run it again (keeping the attempt with the lowest median)."""
+    best_case = None
+    for attempt in range(1, attempts + 1):
+        busy = wait_for_quiet_cpu(args.quiet_wait_s) if device.type == "cpu" else None
+        child = subprocess.run(
+            [sys.executable, __file__, "--case", spec, *_shared_flags(args)], capture_output=True, text=True, check=True
+        )
+        case = json.loads(child.stdout.strip().splitlines()[-1]) | {"attempt": attempt}
+        if busy is not None:
+            case["other_cpu_busy_before"] = round(busy, 2)
+        if "median_s" not in case:
+            return case
+        if best_case is None or case["median_s"] < best_case["median_s"]:
+            best_case = case
+        if case["median_s"] <= 2 * case["best_s"]:
+            break
+    return best_case
 
 
 def wait_for_quiet_cpu(max_wait_s: float, quiet: float = 0.25) -> float:
