@@ -21,6 +21,7 @@ from datasets.errors import ReplicaError
 from datasets.corpora import CorporaConfig
 from datasets.ingest import IngestConfig
 from datasets.loader import LoaderConfig
+from datasets.synth.world import SynthConfig
 from foundation.animation.model import AnimatorConfig
 from foundation.audio.encoder import AudioEncoderConfig
 from foundation.audio.features import FeatureConfig
@@ -44,6 +45,8 @@ class ReplicaConfig(Section):
     """How `replica data ingest` cuts raw videos into samples."""
     corpora: CorporaConfig = CorporaConfig()
     """Where `replica data corpus` caches the packages its recordings come from."""
+    synth: SynthConfig = SynthConfig()
+    """The synthetic talking-head world (size, identities, voices, video on/off)."""
     loader: LoaderConfig = LoaderConfig()
     """How training reads shards (batch size, window, workers, shuffle)."""
     features: FeatureConfig = FeatureConfig()

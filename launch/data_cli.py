@@ -62,23 +62,27 @@ def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, libriv
                   f"({cfg.corpora.cache_dir}) · dataset: {out}", highlight=False)
 
 
+def _world(cfg, **options):
+    """The run config's synth section with the command-line options that were given."""
+    return cfg.synth.model_copy(update={k: v for k, v in options.items() if v is not None})
+
+
 @app.command()
 def synth(out: str = typer.Option(..., "--out", "-o", help="Dataset folder to write (path or s3:// URL)."),
-          identities: int = typer.Option(4, help="Made-up people."),
-          clips_per_identity: int = typer.Option(2, help="Clips spoken by each person."),
-          seed: int = typer.Option(0, help="Seed of every random draw."),
-          size: int = typer.Option(256, help="Frame width and height in pixels."),
-          video: bool = typer.Option(True, "--video/--no-video", help="Render mp4 frames (--no-video: audio, "
-                                                                     "parameters and landmarks only)."),
-          photo_probability: float = typer.Option(0.1, help="Share of identities textured from the shipped photo."),
+          identities: Optional[int] = typer.Option(None, help="Made-up people [config synth.identities]."),
+          clips_per_identity: Optional[int] = typer.Option(None, help="Clips spoken by each person."),
+          seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
+          size: Optional[int] = typer.Option(None, help="Frame width and height in pixels."),
+          video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Render mp4 frames (--no-video: "
+                                               "audio, parameters and landmarks only)."),
+          photo_probability: Optional[float] = typer.Option(None, help="Share of identities textured from the shipped photo."),
           config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Generate the synthetic talking-head dataset: one Ray task per identity."""
     from cluster.synth import synth_dataset
-    from datasets.synth.world import SynthConfig
 
     cfg = load(config, overrides)
-    world = SynthConfig(identities=identities, clips_per_identity=clips_per_identity, seed=seed, size=size,
-                        video=video, photo_probability=photo_probability)
+    world = _world(cfg, identities=identities, clips_per_identity=clips_per_identity, seed=seed, size=size,
+                   video=video, photo_probability=photo_probability)
     info = synth_dataset(world, out, runtime=cfg.runtime, console=console)
     note = " (skipped: already built with this config)" if info.get("skipped") else ""
     console.print(f"synthetic: {info['identities']} identities · {info['clips']} clips · {info['hours'] * 60:.1f} min · "
@@ -88,15 +92,15 @@ def synth(out: str = typer.Option(..., "--out", "-o", help="Dataset folder to wr
 @app.command("synth-person")
 def synth_person(out: str = typer.Option(..., "--out", "-o", help="The .mp4 to write (params go beside it)."),
                  seconds: float = typer.Option(90.0, help="How long the person talks."),
-                 seed: int = typer.Option(0, help="Seed of the person, script and performance."),
-                 size: int = typer.Option(256, help="Frame width and height in pixels."),
+                 seed: Optional[int] = typer.Option(None, help="Seed of the person, script and performance."),
+                 size: Optional[int] = typer.Option(None, help="Frame width and height in pixels."),
                  photo: bool = typer.Option(False, help="Texture the face from the shipped photo."),
                  config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Render one synthetic person talking (H.264 + AAC) with the exact parameters beside it."""
     from cluster.synth import synth_person as run
-    from datasets.synth.world import SynthConfig
 
-    load(config, overrides)
-    info = run(seconds, out, SynthConfig(seed=seed, size=size, photo_probability=1.0 if photo else 0.0))
+    cfg = load(config, overrides)
+    world = _world(cfg, seed=seed, size=size, photo_probability=1.0 if photo else None)
+    info = run(seconds, out, world)
     console.print(f"person {info['identity']} ({info['voice']}): {info['frames']} frames, {info['seconds']}s of speech "
                   f"in {info['seconds_taken']}s · video: {info['video']} · params: {info['params']}", highlight=False)
