@@ -34,8 +34,13 @@ debs:
 test: setup
 	$(PY) -m pytest -q
 
+DEMO_OUT := runs/demo
+
 demo: setup
-	$(VENV)/bin/replica demo
+	$(VENV)/bin/replica demo --out $(DEMO_OUT)
+	@# the pictures a new user should look at, kept beside the docs
+	cp $(DEMO_OUT)/data/contact_sheet.png docs/demo_synth_contact_sheet.png
+	cp $(DEMO_OUT)/avatar/side_by_side.png docs/demo_avatar_side_by_side.png
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,7 +1,8 @@
 """Training throughput: a plain PyTorch loop vs. Ray Train + DeepSpeed with 1 and 2 workers.
 
-The same objective (the audio encoder's, tiny config), the same data (a shard dataset read by the
-same loader) and the same batch size in all three:
+The same objective (the audio encoder's), the same data (a shard dataset read by the same loader)
+and the same batch size in all three, for two model sizes (the tiny CPU one, whose steps are so short
+that fixed per-step costs show, and a small one of a few million parameters):
   (a) plain: one process, torch AdamW, all of this machine's cores;
   (b) Ray Train + DeepSpeed (ZeRO-2), 1 worker holding all cores;
   (c) Ray Train + DeepSpeed (ZeRO-2), 2 workers, the cores split between them.
@@ -88,34 +89,44 @@ def ray_deepspeed(cfg, data: str, out: str, steps: int, workers: int) -> dict:
             "cpus_per_worker": run_cfg.train.cpus_per_worker}
 
 
+SIZES = {
+    "tiny": [],
+    "small": ["audio_encoder.dim=192", "audio_encoder.layers=4", "audio_encoder.heads=4", "audio_encoder.embed_dim=128"],
+}
+
+
+def compare(size: str, data: str, tmp: str, steps: int) -> dict:
+    cfg = load_config("tiny", ["loader.num_workers=1", "loader.batch_size=8", "loader.window_s=2.0", *SIZES[size]])
+    params = sum(p.numel() for p in AudioObjective(cfg.audio_encoder, cfg.features, ["a", "b"]).encoder.parameters())
+    plain = plain_loop(cfg, data, steps)
+    one = ray_deepspeed(cfg, data, os.path.join(tmp, f"{size}-one"), steps, 1)
+    two = ray_deepspeed(cfg, data, os.path.join(tmp, f"{size}-two"), steps, 2)
+    result = {"encoder_parameters": params, "plain_pytorch": plain, "ray_deepspeed_1_worker": one,
+              "ray_deepspeed_2_workers": two,
+              "overhead_ratio_b_over_a": plain["samples_per_s"] / one["samples_per_s"],
+              "scaling_c_over_b": two["samples_per_s"] / one["samples_per_s"]}
+    print(f"{size} ({params / 1e6:.2f}M params): plain {plain['samples_per_s']:.1f}, 1 worker "
+          f"{one['samples_per_s']:.1f}, 2 workers {two['samples_per_s']:.1f} samples/s; overhead (b)/(a) "
+          f"{result['overhead_ratio_b_over_a']:.3f}, scaling (c)/(b) {result['scaling_c_over_b']:.3f}")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
-    cfg = load_config("tiny", ["loader.num_workers=1", "loader.batch_size=8", "loader.window_s=2.0"])
     torch.set_num_threads(os.cpu_count() or 2)
+    results = {"machine": describe_machine(), "model": "audio encoder objective (AAM-softmax + CPC)",
+               "batch_size": 8, "window_s": 2.0, "steps": args.steps, "target_overhead_ratio": 1.15}
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         write_dataset(data, (toy_sample(f"k{i:04d}", 2.0, speaker=f"s{i % 8}", seed=i, with_face=False)
                              for i in range(64)), max_count=8)
-        plain = plain_loop(cfg, data, args.steps)
-        print("plain", plain["samples_per_s"])
-        one = ray_deepspeed(cfg, data, os.path.join(tmp, "one"), args.steps, 1)
-        print("ray+deepspeed 1 worker", one["samples_per_s"])
-        two = ray_deepspeed(cfg, data, os.path.join(tmp, "two"), args.steps, 2)
-        print("ray+deepspeed 2 workers", two["samples_per_s"])
-    results = {
-        "machine": describe_machine(), "model": "audio encoder (tiny)", "batch_size": cfg.loader.batch_size,
-        "window_s": cfg.loader.window_s, "steps": args.steps,
-        "plain_pytorch": plain, "ray_deepspeed_1_worker": one, "ray_deepspeed_2_workers": two,
-        "overhead_ratio_b_over_a": plain["samples_per_s"] / one["samples_per_s"],
-        "scaling_c_over_b": two["samples_per_s"] / one["samples_per_s"],
-        "target_overhead_ratio": 1.15,
-    }
+        for size in SIZES:
+            results[size] = compare(size, data, tmp, args.steps)
     out = ROOT / "bench" / "results" / "train.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"overhead (b)/(a) = {results['overhead_ratio_b_over_a']:.3f}, scaling (c)/(b) = "
-          f"{results['scaling_c_over_b']:.3f}; wrote {out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 - audio: speaker-verification EER of our encoder's embeddings on held-out speakers, next to the
   EER of resemblyzer's pretrained GE2E encoder on exactly the same trials (same utterance pairs);
 - animator: lip vertex error (LVE) and mean vertex error on held-out identities and voices, next
-  to the mean-face and audio-energy→jaw baselines fitted on the training data.
+  to the mean-face and audio-energy→jaw baselines fitted on the training data. As in VOCA and
+  FaceFormer, these measure lip sync: every prediction is posed with the true head pose (neck, rot,
+  trans), so the idle head motion that audio cannot determine does not swamp the mouth. The
+  animator's error with its own predicted pose is reported too (`*_own_pose`).
 
 `evaluate_run` writes `eval.json` into the run folder and returns the same dict.
 """
@@ -85,7 +88,8 @@ def evaluate_animator(model_url: str, heldout_url: str, train_url: str) -> dict:
     baselines = {"mean_face": MeanFaceBaseline().fit(train_params),
                  "energy_jaw": EnergyJawBaseline().fit([s.wav for s in train], train_params)}
 
-    errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []} for n in ("animator", *baselines)}
+    errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []}
+                                                 for n in ("animator", *baselines, "animator_own_pose")}
     with torch.no_grad():
         for sample in heldout:
             audio = encoder(*_mel(sample.wav, features))
@@ -102,6 +106,9 @@ def evaluate_animator(model_url: str, heldout_url: str, train_url: str) -> dict:
 
             true_verts = verts(truth)
             predictions = {"animator": pred, **{n: b.predict(sample.wav, frames) for n, b in baselines.items()}}
+            true_pose = {k: truth[k] for k in ("neck", "rot", "trans")}
+            predictions = {name: {**params, **true_pose} for name, params in predictions.items()}
+            predictions["animator_own_pose"] = pred
             for name, params in predictions.items():
                 pred_verts = verts(params)
                 errors[name]["lve"].append(lip_vertex_error(pred_verts, true_verts, head.mouth_vertex_ids))

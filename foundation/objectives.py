@@ -118,21 +118,23 @@ class AnimatorObjective(nn.Module):
             raise ReplicaError(f"animator.style_dim={animator.style_dim}",
                                f"must be 0 or the encoder's embed_dim ({encoder.cfg.embed_dim})")
         self.encoder_url = encoder_url
-        self.encoder = encoder.requires_grad_(False)
+        # Fine-tuning the pre-trained encoder with the animator (as FaceFormer fine-tunes wav2vec 2.0)
+        # lets the latents learn the phonetic detail lip shapes need; frozen, one encoder serves all.
+        self.encoder = encoder.requires_grad_(animator.finetune_encoder)
         self.animator = Animator(animator)
         self.loss_cfg = loss or AnimationLossConfig()
         self.head = default_head_model()  # poses predicted and true parameters for the vertex loss
 
     def train(self, mode: bool = True) -> "AnimatorObjective":
         super().train(mode)
-        self.encoder.eval()  # frozen: keep its normalisation statistics and dropout off
+        self.encoder.eval()  # keep its pre-trained normalisation statistics, and no dropout, even when fine-tuned
         return self
 
     def transform(self) -> BatchFeatures:
         return BatchFeatures(self.features)
 
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.animator.cfg.finetune_encoder and torch.is_grad_enabled()):
             audio = self.encoder(batch["mel"], batch["mel_len"])
         style = audio.embedding if self.animator.cfg.style_dim else None
         pred = self.animator(audio.latent, style)

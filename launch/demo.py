@@ -51,16 +51,17 @@ def data_step(cfg: ReplicaConfig, out: str, console: Console) -> dict[str, str]:
     for pre-training, whose held-out speakers use voices the training set never has. Returns their URLs."""
     from cluster.synth import synth_dataset
     from datasets.shards import read_manifest
+    from datasets.synth.world import HELDOUT_VOICES, TRAIN_VOICES
 
     t = _step(console, "3. data: the synthetic talking-head world → WebDataset shards")
     urls = {"clips": storage.join(out, "data", "clips"), "train": storage.join(out, "data", "train"),
             "heldout": storage.join(out, "data", "heldout")}
     worlds = {
         "clips": cfg.synth,
-        "train": cfg.synth.model_copy(update={"video": False, "identities": 12, "clips_per_identity": 4, "seed": 1,
-                                              "voices": ["espeak:*", "piper:*"]}),
-        "heldout": cfg.synth.model_copy(update={"video": False, "identities": 4, "clips_per_identity": 4, "seed": 2,
-                                                "voices": ["flite:*"]}),
+        "train": cfg.synth.model_copy(update={"video": False, "identities": 24, "clips_per_identity": 6, "seed": 1,
+                                              "voices": TRAIN_VOICES}),
+        "heldout": cfg.synth.model_copy(update={"video": False, "identities": 6, "clips_per_identity": 4, "seed": 2,
+                                                "voices": HELDOUT_VOICES}),
     }
     for name, world in worlds.items():
         synth_dataset(world, urls[name], runtime=cfg.runtime, console=console, show_progress=False)
@@ -114,7 +115,11 @@ def pretrain_step(cfg: ReplicaConfig, out: str, console: Console, data: dict[str
                   f"{cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage})")
         run = storage.join(out, kind)
         encoder = storage.join(out, "audio", "model.pt") if kind == "animator" else None
-        summary = pretrain(kind, cfg, data["train"], run, eval_url=data["heldout"], init_from=encoder)
+        run_cfg = cfg
+        if kind == "animator":  # lip shapes take longer to learn than voices: twice the steps, a higher peak LR
+            run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
+                update={"steps": 2 * cfg.train.steps, "lr": 1.5 * cfg.train.lr})})
+        summary = pretrain(kind, run_cfg, data["train"], run, eval_url=data["heldout"], init_from=encoder)
         metrics = summary["final_metrics"]
         report = evaluate_run(kind, run, data["heldout"], train_url=data["train"])
         console.print(f"  {metrics['step']} steps, final loss {metrics['loss']:.3f}, "

@@ -39,6 +39,11 @@ from datasets.synth.texels import TexelMap, texel_map
 
 SOURCE = "synthetic"
 LICENSE = "CC0 (synthetic)"
+TRAIN_VOICES = ["espeak:en-us", "espeak:en-us+*", "espeak:en-gb*", "piper:*", "flite:kal", "flite:rms", "flite:slt"]
+"""Voice patterns for training sets: every engine, most accents."""
+HELDOUT_VOICES = ["espeak:en-029*", "espeak:en-us-nyc*", "flite:awb"]
+"""Voice patterns for held-out sets: accents and a speaker no `TRAIN_VOICES` pattern matches, on engines
+the training set covers (so held-out numbers measure new voices, not a new synthesiser)."""
 RENDER_CHUNK = 16
 """Frames rendered per batch (bounds memory at large sizes)."""
 
@@ -158,7 +163,7 @@ class SynthWorld:
             appearance = photo_appearance(self.head, photo, look_rng, self.texels())
         else:
             appearance = sample_appearance(self.head, look_rng, texels=self.texels())
-        return Identity(f"id{index:04d}", shape, appearance, voice)
+        return Identity(f"s{self.cfg.seed}-id{index:04d}", shape, appearance, voice)  # unique across seeds
 
     def clip(self, identity: int, clip: int) -> Sample:
         """Clip `clip` of identity `identity` as a schema Sample (key `synthetic-id0003-c0001`)."""

@@ -2,8 +2,9 @@
 
 - **coefficients**: mean squared error of expr (52 weights), jaw, and head pose (neck, rot, and
   trans when predicted), each averaged over its channels so every group weighs as its weight says;
-- **vertices**: the predicted and true parameters are posed through the head model (with the
-  clip's true identity `shape`) and compared per vertex, squared distance in centimetres so a
+- **vertices**: the predicted expression and jaw are posed through the head model with the clip's
+  true identity `shape` and true head pose (lip sync is judged apart from idle head motion, as in
+  the evaluation) and compared per vertex, squared distance in centimetres so a
   1 cm error costs 1; the lip vertices weigh `mouth_weight` times the rest, because lip sync is
   what viewers judge and the lips are a few percent of the mesh;
 - **velocity**: the same errors on first differences over time (frame f+1 minus f), which
@@ -115,7 +116,9 @@ def animation_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     if head is not None and cfg.vertex > 0:
         weights = mouth_weights(head, cfg.mouth_weight)
         shape = target.get("shape")
-        pred_verts = pose_vertices(head, pred, shape)
+        # The face is compared under the true head pose: idle head motion, which audio cannot determine,
+        # would otherwise dominate every vertex error and drown the lips. Pose learns from its own term.
+        pred_verts = pose_vertices(head, {**pred, **{k: target[k] for k in pose_keys}}, shape)
         with torch.no_grad():
             true_verts = pose_vertices(head, target, shape)
         terms["vertex"] = vertex_loss(pred_verts, true_verts, mask, weights)

@@ -54,6 +54,8 @@ class AnimatorConfig(Section):
     """Future frames the animator may see in total (3 = 120 ms; mouths move ahead of the sound)."""
     left_context: int | None = Field(None, ge=1)
     """Past frames each block attends to (None: all)."""
+    finetune_encoder: bool = True
+    """Train the audio encoder together with the animator (False: keep the pre-trained encoder frozen)."""
     predict_trans: bool = False
     """Predict head translation too (False: trans is zero; speech-driven translation is mostly noise)."""
     dropout: float = Field(0.1, ge=0, lt=1)

@@ -124,3 +124,10 @@ def test_round_trip_through_s3(s3_root):
     write_dataset(s3_root, (toy_sample(f"k{i}", 0.3, seed=i) for i in range(6)), max_count=2)
     cfg = LoaderConfig(batch_size=2, window_s=0.3, num_workers=2)
     assert sorted(keys_of(ShardLoader(s3_root, cfg))) == [f"k{i}" for i in range(6)]
+
+
+def test_raw_mode_reads_every_sample_without_decoding(dataset):
+    loader = ShardLoader(dataset, LoaderConfig(batch_size=5, num_workers=2, decode=False))
+    batches = list(loader)
+    assert sorted(k for b in batches for k in b["keys"]) == [f"k{i:03d}" for i in range(N)]
+    assert all("wav" not in b for b in batches) and sum(b["bytes"] for b in batches) > N * 10_000

@@ -1,38 +1,25 @@
-"""Synthetic speech + head-motion datasets for the pre-training tests (tiny, built once per session)."""
+"""Datasets from the synthetic world for the pre-training tests: speech + the head motion it drove.
 
-import numpy as np
+Audio and parameters only (no video), built once per session through the real Ray fan-out. The
+held-out identities speak voices no training identity uses (`HELDOUT_VOICES`).
+"""
+
 import pytest
 
-from datasets.schema import Sample
-from datasets.shards import write_dataset
-from datasets.synth.motion import synthesize_motion
-from datasets.synth.sentences import make_sentence
-from foundation.morphable import N_SHAPE
-from foundation.tts import synthesize
+from datasets.synth.world import HELDOUT_VOICES, TRAIN_VOICES, SynthConfig
 
-TRAIN_VOICES = ["espeak:en-us", "espeak:en-gb", "flite:slt", "flite:rms", "espeak:en-us+f3", "espeak:en-gb-scotland"]
-HELDOUT_VOICES = ["flite:awb", "espeak:en-029", "espeak:en-us+m3"]
-
-
-def _speech_samples(voices: list[str], clips: int, seed: int):
-    rng = np.random.default_rng(seed)
-    for v, voice in enumerate(voices):
-        shape = (0.5 * rng.standard_normal(N_SHAPE)).astype(np.float32)
-        for c in range(clips):
-            speech = synthesize(make_sentence(rng), voice)
-            motion = synthesize_motion(speech.wav, speech.phonemes, rng)
-            frames = int(round(len(speech.wav) / 640))
-            mm = {"shape": shape, **{k: getattr(motion, k)[:frames] for k in ("expr", "jaw", "neck", "rot", "trans")}}
-            speaker = f"synth-{seed}-{v:02d}"
-            yield Sample(key=f"{speaker}-{c:03d}", wav=speech.wav.astype(np.float32), mm=mm,
-                         meta={"speaker": speaker, "voice": voice, "source": "synthetic", "license": "CC0",
-                               "text": speech.text})
+TINY_WORLD = {"video": False, "size": 64, "atlas_size": 256, "clip_seconds": (2.0, 4.0)}
 
 
 @pytest.fixture(scope="session")
-def speech_datasets(tmp_path_factory):
-    """(train URL, held-out URL): TTS speech with the head-motion parameters it drove; held-out voices unseen."""
+def speech_datasets(ray_cluster, tmp_path_factory):
+    """(train URL, held-out URL): 6 identities × 4 clips, and 3 unseen identities × 3 clips."""
+    from cluster.synth import synth_dataset
+
     root = tmp_path_factory.mktemp("speech")
-    train = write_dataset(str(root / "train"), _speech_samples(TRAIN_VOICES, 4, seed=1), max_count=4)
-    heldout = write_dataset(str(root / "heldout"), _speech_samples(HELDOUT_VOICES, 3, seed=2), max_count=3)
-    return train.folder, heldout.folder
+    train = SynthConfig(identities=6, clips_per_identity=4, seed=1, voices=TRAIN_VOICES, **TINY_WORLD)
+    heldout = SynthConfig(identities=3, clips_per_identity=3, seed=2, voices=HELDOUT_VOICES, **TINY_WORLD)
+    urls = str(root / "train"), str(root / "heldout")
+    for cfg, url in zip((train, heldout), urls):
+        synth_dataset(cfg, url, show_progress=False)
+    return urls
