@@ -5,7 +5,9 @@ For local disk and a loopback S3 server (moto), measures:
 - loader without decode, 1 and 2 DataLoader workers (target: ≥ 80% of raw MB/s);
 - the full loader (decode + crop + log-mel features), 1 and 2 workers: samples/s;
 - the per-sample decode cost, measured in-process.
-Each figure is the median of several passes; all are taken side by side in one run.
+Each figure is the median of several passes; all are taken side by side in one run. Loader figures
+come twice: over the whole pass (starting the DataLoader worker processes included) and in steady
+state (from the first batch on), which is what a long epoch sees.
 
     .venv/bin/python bench/loader.py [--samples 96] [--repeats 3]
 
@@ -51,11 +53,15 @@ def loader_pass(url: str, workers: int, decode_samples: bool) -> tuple[float, in
 
         transform = BatchFeatures(FeatureConfig())
     cfg = LoaderConfig(batch_size=8, window_s=4.0, num_workers=workers, decode=decode_samples, shuffle_buffer=16)
-    start, samples, nbytes = time.perf_counter(), 0, 0
+    start, samples, nbytes, first = time.perf_counter(), 0, 0, None
     for batch in ShardLoader(url, cfg, transform=transform):
+        if first is None:  # steady state starts once the workers are up and the first batch is in
+            first = (time.perf_counter(), len(batch["keys"]), batch.get("bytes", 0))
         samples += len(batch["keys"])
         nbytes += batch.get("bytes", 0)
-    return time.perf_counter() - start, samples, nbytes
+    end = time.perf_counter()
+    steady_s = max(end - first[0], 1e-9)
+    return end - start, samples, nbytes, steady_s, samples - first[1], nbytes - first[2]
 
 
 def decode_cost_ms(url: str, limit: int = 32) -> float:
@@ -77,26 +83,29 @@ def measure(url: str, repeats: int) -> dict:
 
     raw_s, raw_bytes = median(lambda: raw_read(url))
     out = {"raw": {"seconds": raw_s, "MB_per_s": raw_bytes / raw_s / 1e6}}
+    raw_rate = raw_bytes / raw_s
     for workers in (1, 2):
-        t, n, b = median(lambda: loader_pass(url, workers, False))
-        out[f"no_decode_{workers}w"] = {"seconds": t, "MB_per_s": b / t / 1e6, "samples_per_s": n / t,
-                                        "fraction_of_raw": (b / t) / (raw_bytes / raw_s)}
-        t, n, _ = median(lambda: loader_pass(url, workers, True))
-        out[f"full_{workers}w"] = {"seconds": t, "samples_per_s": n / t, "MB_per_s": raw_bytes / t / 1e6}
+        t, n, b, ts, ns, bs = median(lambda: loader_pass(url, workers, False))
+        out[f"no_decode_{workers}w"] = {
+            "seconds": t, "MB_per_s": b / t / 1e6, "samples_per_s": n / t, "fraction_of_raw": (b / t) / raw_rate,
+            "steady_MB_per_s": bs / ts / 1e6, "steady_fraction_of_raw": (bs / ts) / raw_rate}
+        t, n, _, ts, ns, _ = median(lambda: loader_pass(url, workers, True))
+        out[f"full_{workers}w"] = {"seconds": t, "samples_per_s": n / t, "MB_per_s": raw_bytes / t / 1e6,
+                                   "steady_samples_per_s": ns / ts}
     out["decode_ms_per_sample"] = decode_cost_ms(url)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=96)
+    parser.add_argument("--samples", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     samples = [toy_sample(f"k{i:04d}", 4.0, speaker=f"s{i % 8}", seed=i) for i in range(args.samples)]
     results = {"machine": describe_machine(), "samples": args.samples, "sample_seconds": 4.0, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "ds")
-        manifest = write_dataset(local, samples, max_count=12)
+        manifest = write_dataset(local, samples, max_count=16)
         results["dataset_MB"] = manifest.num_bytes / 1e6
         results["local"] = measure(local, args.repeats)
         print("local", json.dumps(results["local"], indent=1))
@@ -107,7 +116,7 @@ def main() -> None:
                               AWS_ENDPOINT_URL=endpoint)
             storage.configure(storage.S3Options(endpoint_url=endpoint))
             boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
-            write_dataset("s3://bench/ds", samples, max_count=12)
+            write_dataset("s3://bench/ds", samples, max_count=16)
             results["s3_loopback"] = measure("s3://bench/ds", args.repeats)
             print("s3", json.dumps(results["s3_loopback"], indent=1))
     out = ROOT / "bench" / "results" / "loader.json"

@@ -41,7 +41,7 @@ from foundation.train import pretrain  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from tests.datasets.factory import toy_sample  # noqa: E402
 
-WINDOW = 5
+WINDOW = 20  # steps per throughput window; also how often Ray Train reports (a barrier each time)
 
 
 def plain_loop(cfg, data: str, steps: int) -> dict:
@@ -113,7 +113,7 @@ def compare(size: str, data: str, tmp: str, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)
     results = {"machine": describe_machine(), "model": "audio encoder objective (AAM-softmax + CPC)",
