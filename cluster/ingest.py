@@ -31,6 +31,8 @@ def run_ingest(sources: list[str], out: str, cfg: IngestConfig | None = None, sp
     returns the stored report with `skipped=True`.
     """
     cfg = cfg or IngestConfig()
+    # Ray workers need not share the driver's working directory: hand them absolute locations.
+    out, sources = storage.absolute(out), [storage.absolute(s) for s in sources]
     found, bad, inputs = find_sources(sources)
     report = IngestReport(out=out, inputs=inputs, config={**cfg.model_dump(), "speaker": speaker, "license": license})
     manifest_url = storage.join(out, MANIFEST)

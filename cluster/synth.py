@@ -95,6 +95,7 @@ def fingerprint(cfg: SynthConfig) -> str:
 def synth_dataset(cfg: SynthConfig, out: str, runtime: RuntimeConfig | None = None, console: Console | None = None,
                   show_progress: bool = True) -> dict:
     """Generate the synthetic dataset of `cfg` into `out` (one Ray task per identity); return the manifest info."""
+    out = storage.absolute(out)  # Ray workers need not share the driver's working directory
     inputs = fingerprint(cfg)
     manifest_url = storage.join(out, MANIFEST)
     if storage.exists(manifest_url):

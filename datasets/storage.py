@@ -361,3 +361,14 @@ def upload_folder(local_dir: str, url: str) -> None:
             rel = os.path.relpath(src, local_dir)
             with open(src, "rb") as f:
                 write_bytes(join(url, *rel.split(os.sep)), f.read())
+
+
+def absolute(url: str) -> str:
+    """`url` with a relative local path made absolute (object-store URLs unchanged).
+
+    Anything handed to other processes needs this: Ray workers, Ray Train's above all, do not run
+    in the driver's working directory.
+    """
+    if is_remote(url):
+        return str(url)
+    return os.path.abspath(str(url)[len("file://"):] if str(url).startswith("file://") else str(url))

@@ -301,6 +301,9 @@ def pretrain(kind: Kind, cfg, data_url: str, out_url: str, eval_url: str | None 
 
     resolved = resolve(cfg.runtime)
     init_ray(cfg.runtime)
+    data_url, out_url = storage.absolute(data_url), storage.absolute(out_url)
+    eval_url = storage.absolute(eval_url) if eval_url else None
+    init_from = storage.absolute(init_from) if init_from else None
     if kind == "audio":
         model_cfg = {"encoder": cfg.audio_encoder.model_dump(mode="json"),
                      "features": cfg.features.model_dump(mode="json"), "speakers": dataset_speakers(data_url)}

@@ -107,3 +107,10 @@ def test_unreachable_endpoint_is_one_clear_line(s3_server):
 def test_check_reachable_leaves_nothing_behind(any_root):
     storage.check_reachable(any_root)
     assert storage.list_urls(any_root) == []
+
+
+def test_absolute_resolves_local_paths_and_leaves_object_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("runs/x") == str(tmp_path / "runs" / "x")
+    assert storage.absolute("file://runs/x") == str(tmp_path / "runs" / "x")
+    assert storage.absolute("s3://bucket/runs/x") == "s3://bucket/runs/x"
