@@ -7,16 +7,11 @@ Public API (imported lazily; Ray itself is imported only when work is submitted)
     run_ingest                                          cluster.ingest: raw videos → a dataset
 """
 
-import importlib
+from datasets.exports import lazy_getattr
 
 _EXPORTS = {
     "RuntimeConfig": "cluster.runtime", "resolve": "cluster.runtime", "init_ray": "cluster.runtime",
     "setup_logging": "cluster.runtime", "map_with_progress": "cluster.fanout", "run_ingest": "cluster.ingest",
 }
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cluster' has no attribute {name!r}")
+__getattr__ = lazy_getattr("cluster", _EXPORTS)

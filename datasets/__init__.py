@@ -12,20 +12,14 @@ Public API (imported lazily, so `import datasets` stays cheap):
 (Shadows Hugging Face's package of the same name; replica does not use that one.)
 """
 
-import importlib
+from datasets.exports import lazy_getattr
 
 _EXPORTS = {
+    "storage": "datasets.storage",
     "ReplicaError": "datasets.errors", "Sample": "datasets.schema", "encode": "datasets.schema",
     "decode": "datasets.schema", "ShardWriter": "datasets.shards", "write_dataset": "datasets.shards",
     "write_manifest": "datasets.shards", "read_manifest": "datasets.shards", "LoaderConfig": "datasets.loader",
     "ShardLoader": "datasets.loader", "iter_samples": "datasets.loader",
 }
-__all__ = ["storage", *_EXPORTS]
-
-
-def __getattr__(name: str):
-    if name == "storage":
-        return importlib.import_module("datasets.storage")
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'datasets' has no attribute {name!r}")
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_getattr("datasets", _EXPORTS)

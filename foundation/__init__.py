@@ -10,7 +10,7 @@ Public API (imported lazily):
     evaluate_run                                                    EER / LVE against references (foundation.evaluate)
 """
 
-import importlib
+from datasets.exports import lazy_getattr
 
 _EXPORTS = {
     "HeadModel": "foundation.morphable", "FaceParams": "foundation.morphable",
@@ -20,9 +20,4 @@ _EXPORTS = {
     "pretrain": "foundation.train", "evaluate_run": "foundation.evaluate",
 }
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'foundation' has no attribute {name!r}")
+__getattr__ = lazy_getattr("foundation", _EXPORTS)

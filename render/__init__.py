@@ -9,7 +9,7 @@ Public API (imported lazily):
     render_video                                        params → mp4 with the original audio (render.video)
 """
 
-import importlib
+from datasets.exports import lazy_getattr
 
 _EXPORTS = {
     "rasterize": "render.raster", "available_backends": "render.raster", "default_backend": "render.raster",
@@ -19,9 +19,4 @@ _EXPORTS = {
     "flicker": "render.quality", "render_video": "render.video",
 }
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'render' has no attribute {name!r}")
+__getattr__ = lazy_getattr("render", _EXPORTS)
