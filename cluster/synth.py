@@ -1,7 +1,7 @@
 """`replica data synth` / `synth-person`: the synthetic talking-head world on Ray.
 
 The world (`datasets.synth.world`) is parameterised by a head model and a voice pool; this driver supplies
-the shipped ones (`foundation.morphable.default_head_model`, `foundation.tts`) and the shipped face photo
+the shipped ones (`foundation.head.default_head_model`, `foundation.tts`) and the shipped face photo
 (scikit-image's astronaut), fans one Ray task out per identity (its clips share one texture atlas), each
 writing its own shards under a distinct prefix, and publishes the manifest last. A re-run with the same
 config finds the manifest's `inputs` fingerprint unchanged and returns at once.
@@ -26,7 +26,7 @@ from datasets import storage
 from datasets.errors import ReplicaError
 from datasets.shards import MANIFEST, ShardInfo, ShardWriter, read_manifest, write_manifest
 from datasets.synth.world import SynthConfig, SynthWorld, write_person
-from foundation.morphable import FaceParams, HeadModel, default_head_model
+from foundation.head import FaceParams, HeadModel, default_head_model
 from foundation.tts import list_voices, synthesize
 
 

@@ -13,7 +13,7 @@ from cluster.synth import build_world
 from datasets.synth.render import render_frames
 from datasets.synth.scene import expose, sample_background, sample_framing, sample_lighting
 from datasets.synth.world import SynthConfig
-from foundation.morphable import EXPRESSION_NAMES
+from foundation.head import EXPRESSION_NAMES
 
 SIZE = 256
 

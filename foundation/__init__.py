@@ -2,7 +2,7 @@
 
 Public API (imported lazily):
 
-    HeadModel, FaceParams, default_head_model, EXPRESSION_NAMES    the morphable head model (foundation.morphable)
+    HeadModel, FaceParams, default_head_model, EXPRESSION_NAMES    the morphable head model (foundation.head)
     Camera                                                          pinhole camera, OpenCV/gsplat convention
     list_voices, synthesize                                         the TTS voice pool (foundation.tts)
     AudioEncoder, Animator                                          the two pre-trained models
@@ -13,8 +13,8 @@ Public API (imported lazily):
 from datasets.exports import lazy_getattr
 
 _EXPORTS = {
-    "HeadModel": "foundation.morphable", "FaceParams": "foundation.morphable",
-    "default_head_model": "foundation.morphable", "EXPRESSION_NAMES": "foundation.morphable",
+    "HeadModel": "foundation.head", "FaceParams": "foundation.head",
+    "default_head_model": "foundation.head", "EXPRESSION_NAMES": "foundation.head",
     "Camera": "foundation.camera", "list_voices": "foundation.tts", "synthesize": "foundation.tts",
     "AudioEncoder": "foundation.audio.encoder", "Animator": "foundation.animation.model",
     "pretrain": "foundation.train", "evaluate_run": "foundation.evaluate",

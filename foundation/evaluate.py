@@ -24,7 +24,7 @@ from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
 from foundation.audio.features import FeatureConfig, log_mel
 from foundation.evaluation import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, eer, lip_vertex_error,
                                    mean_vertex_error, resemblyzer_embeddings, verification_trials)
-from foundation.morphable import FaceParams, default_head_model
+from foundation.head import FaceParams, default_head_model
 from foundation.objectives import load_exported
 
 MAX_CLIPS = 400

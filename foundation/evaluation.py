@@ -21,7 +21,7 @@ import torch
 
 from datasets.errors import ReplicaError
 from datasets.schema import FPS, SAMPLE_RATE
-from foundation.morphable import EXPRESSION_NAMES
+from foundation.head import EXPRESSION_NAMES
 
 PARAM_KEYS = ("expr", "jaw", "neck", "rot", "trans")
 """Per-frame parameter arrays the baselines predict: expr [F, 52], the rest [F, 3]."""

@@ -24,7 +24,7 @@ from foundation.animation.model import POSE_KEYS, Animator, AnimatorConfig
 from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
 from foundation.audio.features import BatchFeatures, FeatureConfig
 from foundation.audio.losses import AAMSoftmax, CPCLoss, speaker_ids, speaker_vocab
-from foundation.morphable import default_head_model
+from foundation.head import default_head_model
 
 
 def load_exported(url: str) -> dict:

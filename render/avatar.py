@@ -30,7 +30,7 @@ from datasets import storage
 from datasets.config import Section
 from datasets.errors import ReplicaError
 from foundation.camera import Camera
-from foundation.morphable import FaceParams, HeadModel, default_head_model
+from foundation.head import FaceParams, HeadModel, default_head_model
 from render.binding import bind_to_triangles
 from render.raster import rasterize
 from render.refine import Refiner, RefineConfig, refine_frames

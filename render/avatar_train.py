@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from datasets.errors import ReplicaError
 from foundation.camera import Camera
-from foundation.morphable import FaceParams, HeadModel, default_head_model
+from foundation.head import FaceParams, HeadModel, default_head_model
 from render.avatar import Avatar, AvatarConfig, head_fingerprint
 from render.binding import triangle_frames
 from render.densify import PARAMETERS, densify_and_prune

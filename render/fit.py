@@ -16,7 +16,7 @@ import torch
 
 from datasets import storage
 from foundation.camera import Camera
-from foundation.morphable import FaceParams, HeadModel
+from foundation.head import FaceParams, HeadModel
 from render.avatar import Avatar, AvatarConfig, render_frames
 from render.avatar_train import select_frames, train_avatar
 from render.quality import video_quality

@@ -18,7 +18,7 @@ from datasets import storage
 from datasets.errors import ReplicaError
 from datasets.media import read_audio, read_video, write_mp4
 from foundation.camera import Camera
-from foundation.morphable import FaceParams, HeadModel
+from foundation.head import FaceParams, HeadModel
 from render.avatar import Avatar, posed_vertices
 from render.refine import refine_frames
 

@@ -1,6 +1,6 @@
 """What the synthetic world needs of a head model, as a Protocol, so `datasets` never imports `foundation`.
 
-`foundation.morphable.HeadModel` provides every attribute; `cluster.synth.PosedHead` adds `pose` (parameters
+`foundation.head.HeadModel` provides every attribute; `cluster.synth.PosedHead` adds `pose` (parameters
 in the `mm.npz` layout → vertices). A FLAME or BFM model converted into replica's head format fits the same way.
 Texture painting relies only on the topology, the part names and the 478 MediaPipe landmark vertices, not on
 vertex counts.

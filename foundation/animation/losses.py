@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from datasets.config import Section
-from foundation.morphable import FaceParams, HeadModel
+from foundation.head import FaceParams, HeadModel
 
 CM = 0.01
 """Vertex errors are measured in centimetres (metres per unit)."""

@@ -23,7 +23,7 @@ from datasets.config import Section
 from datasets.errors import ReplicaError
 from foundation import conformer
 from foundation.conformer import Conformer
-from foundation.morphable import N_EXPR
+from foundation.head import N_EXPR
 
 POSE_KEYS = ("jaw", "neck", "rot", "trans")
 """Per-frame 3-vectors the animator predicts besides `expr`."""

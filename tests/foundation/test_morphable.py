@@ -7,7 +7,7 @@ import torch
 from datasets.errors import ReplicaError
 from foundation.head.surface import mirror_map
 from foundation.head.template import load_canonical_mesh
-from foundation.morphable import (
+from foundation.head import (
     EXPRESSION_NAMES, LMK68, N_EXPR, PARTS, FaceParams, HeadModel, SourceMapping, convert_model,
     default_head_model, linear_blend_skinning,
 )  # fmt: skip

@@ -19,7 +19,7 @@ import torch
 
 from datasets.media import write_mp4
 from foundation.camera import Camera
-from foundation.morphable import EXPRESSION_NAMES, FaceParams, HeadModel, default_head_model
+from foundation.head import EXPRESSION_NAMES, FaceParams, HeadModel, default_head_model
 from render.mesh import rasterize_mesh
 
 FPS = 25

@@ -11,7 +11,7 @@ from datasets.synth.appearance import sample_appearance
 from datasets.synth.rasterize import rasterize
 from datasets.synth.render import Topology, project_landmarks, render_frames
 from datasets.synth.scene import look_at, sample_background, sample_lighting
-from foundation.morphable import EXPRESSION_NAMES, default_head_model
+from foundation.head import EXPRESSION_NAMES, default_head_model
 
 SIZE = 96
 
