@@ -13,9 +13,13 @@ makes resumption exact: the state records, per stream, how many samples have bee
 training loop; a resumed loader replays each stream's order and skips those samples without
 decoding them.
 
-Shards are opened through `datasets.storage` (so `s3://` works); tar members are grouped into
-samples as WebDataset does (`<key>.<ext>`). A corrupt tar member or an undecodable sample is
-skipped, counted and logged with its shard URL and key; a missing shard fails fast with its URL.
+Why this split and not `webdataset.WebDataset`'s: its `split_by_node`/`split_by_worker` deal
+shards to ranks and workers but keep no position, so a run stopped mid-epoch cannot resume without
+reading some samples twice or never. The shards themselves are plain WebDataset (see
+`datasets.shards`): each is opened through `datasets.storage` (so `s3://` works with the configured
+endpoint) and its members are grouped into samples by webdataset's own tar iterators. A corrupt or
+truncated tar ends its shard early and an undecodable sample is skipped; both are counted and
+logged with the shard URL; a missing shard fails fast with its URL.
 Audio features are computed by `transform` (e.g. `foundation.audio.features`) on each batch.
 """
 
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
 from datasets import storage
 from datasets.config import Section
@@ -69,30 +74,33 @@ def _rng(*keys: int) -> np.random.Generator:
 def iter_tar_samples(url: str, counters: dict) -> Iterator[dict]:
     """Group a tar shard's members into WebDataset samples: {"__key__", "__url__", ext: bytes}.
 
-    A truncated or corrupt tar ends the shard early (counted in counters["bad_shards"]).
+    A truncated or corrupt tar ends the shard early (counted in counters["bad_shards"]); the
+    sample it broke inside is dropped, since its members may be incomplete.
     """
-    current: dict | None = None
+    errors: list[Exception] = []
+    reading = [""]  # the member whose bytes are being read: its sample is the one a break cuts
+
+    def stop(err: Exception) -> bool:  # webdataset's handler protocol: False ends the shard here
+        if not isinstance(err, (tarfile.TarError, EOFError, OSError, ValueError)):
+            raise err
+        errors.append(err)
+        return False
+
+    def note(name: str) -> bool:  # webdataset calls this with each member's name before reading it
+        reading[0] = name
+        return True
+
     with storage.open_read(url) as f:
-        try:
-            with tarfile.open(fileobj=f, mode="r|*") as tar:
-                for member in tar:
-                    if not member.isfile():
-                        continue
-                    name = member.name.rsplit("/", 1)[-1]
-                    key, _, ext = name.partition(".")
-                    if current is not None and current["__key__"] != key:
-                        yield current  # a new key starts: the previous sample is complete
-                        current = None
-                    if current is None:
-                        current = {"__key__": key, "__url__": url}
-                    current[ext] = tar.extractfile(member).read()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as err:
-            counters["bad_shards"] = counters.get("bad_shards", 0) + 1
-            log.warning("%s: corrupt tar after key %s (%s); skipping the rest of this shard",
-                        url, current["__key__"] if current else "-", err)
-            current = None  # its members may be incomplete
-    if current is not None:
-        yield current
+        files = tar_file_expander([{"url": url, "stream": f}], handler=stop, select_files=note)
+        for sample in group_by_keys(files, handler=stop):
+            if errors and sample["__key__"] == base_plus_ext(reading[0])[0]:
+                break  # after a break webdataset still hands over the sample it held: drop it if cut
+            yield sample
+    if errors:
+        counters["bad_shards"] = counters.get("bad_shards", 0) + 1
+        # webdataset appends " @ <stream>" to the message; the URL already names the shard
+        reason = str(errors[0].args[0]).split(" @ ")[0] if errors[0].args else type(errors[0]).__name__
+        log.warning("%s: corrupt tar at %s (%s); skipping the rest of this shard", url, reading[0] or "-", reason)
 
 
 def crop_sample(sample: Sample, window_s: float, offset_s: float) -> dict:

@@ -1,6 +1,8 @@
 """WebDataset shards on any storage, and the manifest that makes a dataset visible.
 
-A dataset is a folder of tar shards plus `manifest.json`. Writers roll shards by size and count,
+A dataset is a folder of tar shards plus `manifest.json`. Shards are written by webdataset's own
+`TarWriter`, so any WebDataset reader opens them (`webdataset_urls` hands plain
+`webdataset.WebDataset` the URLs, s3:// included). Writers roll shards by size and count,
 hash them while they stream, and the manifest — every shard's URL (relative to the folder), sample
 count, byte size and sha256, the schema and tool versions — is written last: readers trust only
 the manifest, so a dataset is never half-visible. Many writers (one Ray task per input file) can
@@ -13,9 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import tarfile
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from typing import IO
+
+import webdataset
 
 from datasets import storage
 from datasets.errors import ReplicaError
@@ -109,7 +113,9 @@ class ShardWriter:
         self._name = f"{self.prefix}-{len(self.shards):06d}.tar"
         self._ctx = storage.open_write(storage.join(self.folder, self._name))
         self._hash = _HashingWriter(self._ctx.__enter__())
-        self._tar = tarfile.open(fileobj=self._hash, mode="w|", format=tarfile.USTAR_FORMAT)
+        # Members arrive encoded by the schema (encoder=False); a fixed mtime makes the same samples
+        # give the same bytes (TarWriter's other header fields are constants).
+        self._tar = webdataset.TarWriter(self._hash, encoder=False, mtime=0)
         self._count = 0
 
     def _finish(self) -> None:
@@ -126,12 +132,7 @@ class ShardWriter:
         self._keys.add(sample.key)
         if self._tar is None:
             self._open()
-        for ext, data in members.items():
-            if ext == "__key__":
-                continue
-            info = tarfile.TarInfo(f"{sample.key}.{ext}")
-            info.size, info.mode, info.mtime = len(data), 0o444, 0  # fixed header: same samples, same bytes
-            self._tar.addfile(info, io.BytesIO(data))
+        self._tar.write(members)
         self._count += 1
         if self._count >= self.max_count or self._hash.count >= self.max_bytes:
             self._finish()
@@ -144,7 +145,7 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the shard being written (nothing partial becomes visible)."""
         if self._ctx is not None:
-            self._hash.sink = io.BytesIO()  # let tarfile finish into nothing before the upload is dropped
+            self._hash.sink = io.BytesIO()  # let the tar writer finish into nothing before the upload is dropped
             self._tar.close()
             try:
                 self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
@@ -193,6 +194,24 @@ def read_manifest(url: str) -> Manifest:
         raise ReplicaError(url, f"malformed manifest ({err})") from err
     return Manifest(url=url, shards=shards, schema=data["schema"], tool=data.get("tool", ""),
                     created=data.get("created", ""), info=data.get("info", {}))
+
+
+def webdataset_urls(manifest: Manifest) -> list[str]:
+    """The dataset's shard URLs in manifest order, openable by plain `webdataset.WebDataset(urls)`.
+
+    webdataset opens URLs through its `gopen_schemes` table, which has no `s3` entry; its docs pipe
+    through `aws s3 cp`, a subprocess per shard that needs the AWS CLI and does not see the endpoint
+    given to `storage.configure`. So we register `storage.open_read` in that table, webdataset's own
+    extension point: it then reads s3:// through the same configured filesystem as replica's loader.
+    """
+    webdataset.gopen_schemes["s3"] = _open_for_webdataset
+    return manifest.shard_urls()
+
+
+def _open_for_webdataset(url: str, mode: str = "rb", bufsize: int = 8192, **_) -> IO[bytes]:
+    if mode != "rb":
+        raise ReplicaError(url, "webdataset only reads replica shards here; write them with ShardWriter")
+    return storage.open_read(url)
 
 
 def write_dataset(folder: str, samples, info: dict | None = None, **writer_args) -> Manifest:

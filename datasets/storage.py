@@ -172,16 +172,11 @@ def write_json(url: str, obj, indent: int = 2) -> None:
     write_text(url, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
 
 
-@contextlib.contextmanager
-def open_read(url: str) -> Iterator[IO[bytes]]:
-    """A streaming binary reader for `url` (for large objects such as shards)."""
+def open_read(url: str) -> IO[bytes]:
+    """A streaming binary reader for `url` (for large objects such as shards): use it in `with`, or close it."""
     fs, path = _filesystem(url)
     with _errors(url):
-        f = fs.open(path, "rb", block_size=8 * 2**20) if is_remote(url) else open(path, "rb")
-    try:
-        yield f
-    finally:
-        f.close()
+        return fs.open(path, "rb", block_size=8 * 2**20) if is_remote(url) else open(path, "rb")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import pytest
 
 from datasets import storage
 from datasets.errors import ReplicaError
-from datasets.loader import LoaderConfig, ShardLoader
+from datasets.loader import LoaderConfig, ShardLoader, iter_tar_samples
 from datasets.schema import wav_bytes
 from datasets.shards import ShardInfo, write_dataset, write_manifest
 from tests.datasets.factory import toy_sample
@@ -131,3 +131,15 @@ def test_raw_mode_reads_every_sample_without_decoding(dataset):
     batches = list(loader)
     assert sorted(k for b in batches for k in b["keys"]) == [f"k{i:03d}" for i in range(N)]
     assert all("wav" not in b for b in batches) and sum(b["bytes"] for b in batches) > N * 10_000
+
+
+def test_shard_cut_inside_a_sample_drops_that_sample_and_names_the_shard(tmp_path, caplog):
+    url = str(tmp_path / "cut-000000.tar")
+    meta = b'{"speaker":"a","source":"t","license":"x"}'
+    full = _write_tar(url, [("a.json", meta), ("a.wav", b"w" * 600), ("b.json", meta), ("b.wav", b"w" * 5000)])
+    storage.write_bytes(url, full[:full.index(b"w" * 5000) + 1000])  # inside b.wav, after b.json
+    counters = {}
+    with caplog.at_level("WARNING", logger="replica.loader"):
+        keys = [m["__key__"] for m in iter_tar_samples(url, counters)]
+    assert keys == ["a"] and counters["bad_shards"] == 1
+    assert "cut-000000.tar: corrupt tar at b.wav" in caplog.text
