@@ -2,7 +2,7 @@
 
 Training iterations per second of `render.avatar_train.train_avatar` (one frame per iteration: pose,
 splat, L1 + D-SSIM + silhouette loss, backward, Adam, density control on its schedule) and of the GAN
-refiner, with peak memory, at the tiny config's sizes on the synthetic test person (`tests.render.person`:
+refiner, with peak memory, at the tiny config's sizes on a short synthetic person (`foundation.world.short_take`:
 64² frames, ~4.5k Gaussians growing to the budget). Set-up (mesh silhouettes, background plate, colour
 initialisation) is excluded by timing a 1-iteration run and subtracting it. On a CUDA machine the same
 script runs on the GPU with the gsplat backend; on CPU with the torch rasterizer.
@@ -30,7 +30,7 @@ from launch.config import load_config  # noqa: E402
 from render.avatar import render_frames  # noqa: E402
 from render.avatar_train import train_avatar  # noqa: E402
 from render.refine import train_refiner  # noqa: E402
-from tests.render.person import make_person  # noqa: E402
+from foundation.world import short_take  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "avatar.json"
 
@@ -60,17 +60,17 @@ def main() -> None:
         "densify_from": args.iterations // 3, "densify_until": 5 * args.iterations // 6,
         "densify_every": max(1, args.iterations // 6),
     })  # fmt: skip
-    person = make_person(args.frames, args.size)
+    person, _ = short_take(args.frames, args.size)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    setup_s, _ = _timed(lambda: train_avatar(person.frames, person.params, person.camera,
+    setup_s, _ = _timed(lambda: train_avatar(person.frames, person.face_params, person.camera,
                                              cfg.model_copy(update={"iterations": 1}), device=device, progress=False))
-    total_s, avatar = _timed(lambda: train_avatar(person.frames, person.params, person.camera, cfg, device=device,
+    total_s, avatar = _timed(lambda: train_avatar(person.frames, person.face_params, person.camera, cfg, device=device,
                                                   progress=False))
     avatar_its = (args.iterations - 1) / max(1e-9, total_s - setup_s)
 
-    renders = render_frames(avatar, person.params, person.camera, backend=backend)
+    renders = render_frames(avatar, person.face_params, person.camera, backend=backend)
     truth = torch.as_tensor(person.frames, device=device).float() / 255.0
     refine_cfg = tiny.refine.model_copy(update={"iterations": 50})
     refine_s, _ = _timed(lambda: train_refiner(renders, truth, refine_cfg, progress=False))

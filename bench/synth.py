@@ -19,11 +19,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.machine import describe_machine  # noqa: E402
-from cluster.synth import build_world  # noqa: E402
-from datasets.synth.motion import synthesize_motion  # noqa: E402
-from datasets.synth.render import render_frames  # noqa: E402
-from datasets.synth.scene import expose, sample_background, sample_framing, sample_lighting  # noqa: E402
-from datasets.synth.world import SynthConfig  # noqa: E402
+from foundation.head import FaceParams  # noqa: E402
+from foundation.world import SynthConfig, build_world  # noqa: E402
+from foundation.world.motion import synthesize_motion  # noqa: E402
+from foundation.world.shading import render_textured  # noqa: E402
+from foundation.world.scene import expose, sample_background, sample_framing, sample_lighting  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"
 SIZE, FRAMES = 256, 32
@@ -41,7 +41,7 @@ def main() -> None:
     params = {"shape": person.shape, "expr": motion.expr, "jaw": motion.jaw, "neck": motion.neck, "rot": motion.rot,
               "trans": motion.trans}
     with torch.no_grad():
-        verts = world.head.pose(params)
+        verts = world.head(FaceParams.from_dict(params))
     camera = sample_framing(rng, SIZE, SIZE, world.eye_height)
     lighting = expose(sample_lighting(rng), person.appearance.skin_rgb, rng)
     background = sample_background(rng, SIZE, SIZE)
@@ -50,12 +50,12 @@ def main() -> None:
     cores = torch.get_num_threads()
     for label, threads in (("1_thread", 1), (f"{cores}_threads", cores)):
         torch.set_num_threads(threads)
-        render_frames(verts[:4], world.topology, texture, camera, lighting, background)
+        render_textured(verts[:4], world.topology, texture, camera, lighting, background)
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
             for i in range(0, FRAMES, 16):
-                render_frames(verts[i:i + 16], world.topology, texture, camera, lighting, background)
+                render_textured(verts[i:i + 16], world.topology, texture, camera, lighting, background)
             best = min(best, time.perf_counter() - started)
         results[label] = {"frames_per_s": round(FRAMES / best, 2), "ms_per_frame": round(1000 * best / FRAMES, 1)}
     torch.set_num_threads(cores)

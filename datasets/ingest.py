@@ -19,9 +19,7 @@ naming it; the driver reports it and carries on with the rest.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -32,7 +30,7 @@ from datasets import media, storage
 from datasets.config import Section
 from datasets.errors import ReplicaError
 from datasets.faces import track_faces
-from datasets.schema import FPS, SAMPLE_RATE, Sample
+from datasets.schema import FPS, SAMPLE_RATE, Sample, key_part, npy_bytes
 from datasets.shards import ShardInfo, ShardWriter
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm")
@@ -203,16 +201,6 @@ def plan_windows(mask: np.ndarray, num_frames: int, cfg: IngestConfig) -> tuple[
     return kept, dropped
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _key_part(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "x"
-
-
 def ingest_file(source: SourceFile, out: str, cfg: IngestConfig, speaker: str | None = None,
                 license: str = "unknown") -> FileResult:
     """Ingest one video into shards `<out>/part-<index>-NNNNNN.tar`; see the module docstring.
@@ -229,7 +217,7 @@ def ingest_file(source: SourceFile, out: str, cfg: IngestConfig, speaker: str | 
     num_frames = min(int(round(info.duration_s * FPS)), len(wav) // _SAMPLES_PER_FRAME)
     windows, dropped = plan_windows(speech_mask(wav, cfg.vad_aggressiveness), num_frames, cfg)
     size = cfg.max_size if cfg.max_size and max(info.width or 0, info.height or 0) > cfg.max_size else None
-    clip_source = f"{_key_part(stem)}_{hashlib.sha1(source.video.encode()).hexdigest()[:6]}"
+    clip_source = f"{key_part(stem)}_{hashlib.sha1(source.video.encode()).hexdigest()[:6]}"
     meta = {"speaker": speaker, "source": source.video, "license": license, "fps": FPS, "text": None}
     if source.audio:
         meta["audio_source"] = source.audio
@@ -243,11 +231,11 @@ def ingest_file(source: SourceFile, out: str, cfg: IngestConfig, speaker: str | 
                 continue
             end = start + len(frames)
             sample = Sample(
-                key=f"{clip_source}-{_key_part(speaker)}-{number:05d}",
+                key=f"{clip_source}-{key_part(speaker)}-{number:05d}",
                 wav=wav[start * _SAMPLES_PER_FRAME:end * _SAMPLES_PER_FRAME].copy(),
                 meta={**meta, "start_s": round(start / FPS, 3), "face_found": round(track.found_fraction, 3)},
                 lmk=track.lmk, mp4=media.encode_mp4(frames, FPS, crf=cfg.crf),
-                extra={"bs.npy": _npy(track.blendshapes)})
+                extra={"bs.npy": npy_bytes(track.blendshapes)})
             writer.write(sample)
             clips += 1
     return FileResult(source, writer.shards, clips, dict(dropped), len(wav) / SAMPLE_RATE)

@@ -7,7 +7,7 @@ WebDataset members of a sample (key `<source>-<speaker>-<clip>`, no dots):
 | `wav`     | 16 kHz mono PCM16 WAV                                                        |
 | `mp4`     | optional: 25 fps H.264 frames, no audio                                      |
 | `lmk.npy` | optional: [F, 478, 3] float32 MediaPipe-convention landmarks (x, y in [0, 1]) |
-| `bs.npy`  | optional: [F, 52] float32 MediaPipe blendshape scores in `synth.arkit.EXPRESSION_NAMES` order (ingested video) |
+| `bs.npy`  | optional: [F, 52] float32 MediaPipe blendshape scores in `EXPRESSION_NAMES` order (ingested video) |
 | `mm.npz`  | optional: head-model parameters `shape` [S], `expr` [F, 52], `jaw`/`neck`/`rot`/`trans` [F, 3], camera `viewmat` [4, 4], `K` [3, 3], `width`, `height` |
 | `json`    | speaker, source, license, fps, sample_rate, duration_s, optional text/phones/voice |
 
@@ -47,6 +47,17 @@ EXPRESSION_NAMES: tuple[str, ...] = (
 categories in its order without `_neutral` (51 names), then `tongueOut` (ARKit's 52nd, which MediaPipe
 does not estimate). "Left" is the subject's left (+x). The one definition; everything imports it."""
 N_EXPR = len(EXPRESSION_NAMES)
+
+
+def expression_indices(name: str) -> list[int]:
+    """Columns of `name` in `EXPRESSION_NAMES`, or of its Left and Right halves (`"mouthSmile"` → two)."""
+    if name in EXPRESSION_NAMES:
+        return [EXPRESSION_NAMES.index(name)]
+    sides = [EXPRESSION_NAMES.index(name + side) for side in ("Left", "Right") if name + side in EXPRESSION_NAMES]
+    if not sides:
+        raise KeyError(name)
+    return sides
+
 MM_FRAME_KEYS = ("expr", "jaw", "neck", "rot", "trans")
 REQUIRED_META = ("speaker", "source", "license")
 MAX_KEY_LEN = 80  # tar (ustar) member names hold 100 characters: key + "." + the longest extension
@@ -105,7 +116,8 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
     return pcm.reshape(-1, channels)[:, 0].astype(np.float32) / 32767.0, rate
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of a `.npy` member (no pickles)."""
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
@@ -115,6 +127,11 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
+
+
+def key_part(text: str) -> str:
+    """`text` made safe for one '-'-separated part of a sample key: letters, digits and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "x"
 
 
 def validate(sample: Sample) -> None:
@@ -159,7 +176,7 @@ def encode(sample: Sample) -> dict[str, bytes]:
     if sample.mp4 is not None:
         members["mp4"] = sample.mp4
     if sample.lmk is not None:
-        members["lmk.npy"] = _npy_bytes(sample.lmk.astype(np.float32))
+        members["lmk.npy"] = npy_bytes(sample.lmk.astype(np.float32))
     if sample.mm is not None:
         members["mm.npz"] = _npz_bytes(sample.mm)
     members.update(sample.extra)

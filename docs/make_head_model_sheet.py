@@ -16,7 +16,8 @@ from pytorch3d.structures import Meshes
 from pytorch3d.utils import cameras_from_opencv_projection
 
 from foundation.camera import Camera
-from foundation.head import EXPRESSION_NAMES, FaceParams, default_head_model
+from datasets.schema import EXPRESSION_NAMES
+from foundation.head import FaceParams, default_head_model
 
 COLOURS = {
     "face": (0.85, 0.65, 0.55), "scalp": (0.25, 0.18, 0.12), "neck": (0.82, 0.62, 0.52),

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from datasets.synth.arkit import EXPRESSION_NAMES  # noqa: E402
-from datasets.synth.motion import synthesize_motion  # noqa: E402
+from datasets.schema import EXPRESSION_NAMES  # noqa: E402
+from foundation.world.motion import synthesize_motion  # noqa: E402
 from foundation.tts import synthesize  # noqa: E402
 
 speech = synthesize("Maybe we should buy a blue boat. Wow, that is wonderful!", "piper:joe")

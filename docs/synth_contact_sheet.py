@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from skimage.io import imsave
 
-from cluster.synth import build_world
-from datasets.synth.render import render_frames
-from datasets.synth.scene import expose, sample_background, sample_framing, sample_lighting
-from datasets.synth.world import SynthConfig
-from foundation.head import EXPRESSION_NAMES
+from foundation.head import FaceParams
+from foundation.world import SynthConfig, build_world
+from foundation.world.shading import render_textured
+from foundation.world.scene import expose, sample_background, sample_framing, sample_lighting
+from datasets.schema import EXPRESSION_NAMES
 
 SIZE = 256
 
@@ -42,8 +42,8 @@ def main() -> None:
         for jaw, yaw, smile, light_seed in ((0.0, 0.0, 0.2, 0), (0.3, 0.0, 0.0, 0), (0.12, 0.45, 0.3, 1)):
             lighting = expose(sample_lighting(np.random.default_rng([row, light_seed])), person.appearance.skin_rgb, rng)
             with torch.no_grad():
-                verts = source.head.pose(_params(person.shape, jaw, yaw, smile))
-            frames = render_frames(verts, source.topology, torch.from_numpy(person.appearance.texture), camera,
+                verts = source.head(FaceParams.from_dict(_params(person.shape, jaw, yaw, smile)))
+            frames = render_textured(verts, source.topology, torch.from_numpy(person.appearance.texture), camera,
                                    lighting, background)
             tiles.append(frames.rgb[0])
         rows.append(np.concatenate(tiles, 1))

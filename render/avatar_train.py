@@ -6,9 +6,9 @@ corrections), splat, composite over the background plate and minimise
 
     (1 − λ)·L1 + λ·(1 − SSIM) + λ_mask·|alpha − silhouette| + λ_binding·(drift + size) + λ_params·|Δparams|²
 
-with adaptive density control (`render.densify`) on a schedule. The head model's silhouette (pytorch3d,
-`render.mesh`) supplies the alpha target and, over frames where the head has moved, the static
-background plate behind the person.
+with adaptive density control (`render.densify`) on a schedule. The head model's silhouette (the head's mesh
+renderer, `foundation.head.rasterize`) supplies the alpha target and, over frames where the head has moved,
+the static background plate behind the person.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from datasets.errors import ReplicaError
+from datasets.progress import progress_bar
 from foundation.camera import Camera
-from foundation.head import FaceParams, HeadModel, default_head_model
+from foundation.head import FaceParams, HeadModel, default_head_model, rasterize
 from render.avatar import Avatar, AvatarConfig, head_fingerprint
 from render.binding import triangle_frames
 from render.densify import PARAMETERS, densify_and_prune
 from render.losses import photometric_loss, silhouette_loss
-from render.mesh import rasterize_mesh
 from render.sh import rgb_to_sh
 
 INIT_OPACITY = 0.7
@@ -88,7 +87,7 @@ def train_avatar(
     seen = torch.zeros(avatar.n_gaussians, device=device)
     gen = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(n_frames, generator=gen)
-    bar = tqdm(range(config.iterations), desc="avatar", disable=not progress, leave=False)
+    bar = progress_bar(range(config.iterations), desc="avatar", disable=not progress)
     for step in bar:
         if step and step % n_frames == 0:
             order = torch.randperm(n_frames, generator=gen)
@@ -179,7 +178,8 @@ class _Coverage:
     def face_ids(self, index: int) -> Tensor:
         """Triangle covering each pixel, -1 for none (long). [H, W]"""
         if index not in self._face_ids:
-            self._face_ids[index] = rasterize_mesh(self.verts[index:index + 1], self.faces, self.cameras[index])[0][0]
+            fragments = rasterize(self.verts[index:index + 1], self.faces, self.cameras[index], cull_backfaces=False)
+            self._face_ids[index] = fragments.face_ids[0]
         return self._face_ids[index]
 
     def silhouette(self, index: int) -> Tensor:

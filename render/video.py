@@ -1,9 +1,9 @@
 """The avatar's media boundary: read a person (video + per-frame parameters), write rendered mp4s and sheets.
 
 A person is what `replica data synth-person` (or tracking) produces: `person.mp4` and `person.params.npz`
-holding FaceParams (`shape`, `expr`, `jaw`, `neck`, `rot`, `trans`), the camera (`viewmat`, `K`, `width`,
-`height`, at the video's own size) and `fps`. Frames are read at the avatar's image size, and the camera
-is scaled to match. Rendering writes H.264 + AAC through `datasets.media`, with the original audio.
+(read with `foundation.head.load_params`: FaceParams, the camera at the video's own size, fps). Frames are
+read at the avatar's image size, and the camera is scaled to match. Rendering writes H.264 + AAC through
+`datasets.media`, with the original audio.
 """
 
 from __future__ import annotations
@@ -18,32 +18,12 @@ from datasets import storage
 from datasets.errors import ReplicaError
 from datasets.media import read_audio, read_video, write_mp4
 from foundation.camera import Camera
-from foundation.head import FaceParams, HeadModel
+from foundation.head import FaceParams, HeadModel, load_params
 from render.avatar import Avatar, posed_vertices
 from render.refine import refine_frames
 
 CHUNK_FRAMES = 32
 """Frames rendered at once when writing a video (bounds memory; the refiner carries across chunks)."""
-
-
-def read_params(url: str) -> tuple[FaceParams, Camera | None, float | None]:
-    """FaceParams, the camera (None if the file has none) and fps (None if absent) from a params .npz.
-
-    Raises ReplicaError(url, reason) for a missing or unreadable file and for arrays of the wrong shape.
-    """
-    try:
-        arrays = dict(np.load(io.BytesIO(storage.read_bytes(url))))
-    except ReplicaError:
-        raise
-    except (OSError, ValueError) as err:
-        raise ReplicaError(url, f"not a readable .npz of face parameters ({str(err).splitlines()[0]})") from err
-    try:
-        params = FaceParams.from_dict(arrays)
-        camera = Camera.from_dict(arrays) if "viewmat" in arrays else None
-    except ReplicaError as err:
-        raise ReplicaError(url, str(err)) from err
-    fps = float(arrays["fps"]) if "fps" in arrays else None
-    return params, camera, fps
 
 
 def scaled_camera(camera: Camera, width: int, height: int) -> Camera:
@@ -62,10 +42,8 @@ def read_person(video_url: str, params_url: str, image_size: int) -> tuple[np.nd
     Returns:
         frames uint8 [F, H, W, 3]; FaceParams of F frames; the camera at the frames' size; fps.
     """
-    params, camera, fps = read_params(params_url)
-    if camera is None:
-        raise ReplicaError(params_url, "has no camera (viewmat, K, width, height)")
-    fps = fps or 25.0
+    person = load_params(params_url, require_camera=True)
+    params, camera, fps = person.params, person.camera, person.fps
     frames = read_video(video_url, fps=fps, size=image_size)
     if params.n_frames != len(frames):
         raise ReplicaError(params_url, f"{params.n_frames} frames of parameters for {len(frames)} video frames in "

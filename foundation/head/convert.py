@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from datasets.errors import ReplicaError
-from foundation.head.builder import ATLAS, PARTS
+from foundation.head.model import ATLAS, PARTS
 from foundation.head.expressions import gaze_matrix
 from foundation.head.format import FORMAT_VERSION, write_arrays
 from foundation.head.landmarks import LMK68
-from foundation.head.params import EXPRESSION_NAMES
+from datasets.schema import EXPRESSION_NAMES
 
 
 @dataclass
@@ -75,8 +75,8 @@ def _get(source: dict, key: str) -> np.ndarray:
     return np.asarray(value, dtype=np.float64 if np.asarray(value).dtype.kind == "f" else None)
 
 
-def convert_model(source: dict, mapping: SourceMapping, path: str | Path) -> Path:
-    """Write `source` (a dict of arrays) as a replica head-model `.npz` at `path`; returns the path.
+def convert_model(source: dict, mapping: SourceMapping, path: str | Path) -> str:
+    """Write `source` (a dict of arrays) as a replica head-model `.npz` at `path` (any storage URL); returns it.
 
     The result loads with `HeadModel.load(path)`; its forward reproduces the source's linear model (template +
     shape + mapped expressions, LBS over the source skeleton).

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from foundation.head import surface
-from foundation.head.builder import PARTS
+from foundation.head.model import PARTS
 from foundation.head.inner import EYEBALL_RADIUS
 from foundation.head.landmarks import (
     BROW_INNER_L, BROW_L, BROW_OUTER_L, CHEEK_L, CHEEKBONE_L, CHIN, INNER_LIP, LOWER_INNER_LIP, LOWER_LID_L,
     LOWER_OUTER_LIP, MOUTH_CORNER_L, NOSE_WING_L, UPPER_INNER_LIP, UPPER_LID_L, UPPER_OUTER_LIP,
 )  # fmt: skip
 from foundation.head.mesh import HeadMesh
-from foundation.head.params import EXPRESSION_NAMES
+from datasets.schema import EXPRESSION_NAMES
 
 N_FACE = 468
 GAZE_LIMITS = {"In": 0.45, "Out": 0.45, "Up": 0.35, "Down": 0.45}

@@ -7,12 +7,12 @@ problem, so a bad file fails at load time with a one-line reason rather than dee
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 
+from datasets import storage
 from datasets.errors import ReplicaError
 
 FORMAT_VERSION = 1
@@ -67,28 +67,23 @@ def validate(arrays: dict[str, np.ndarray], subject: object = "head model") -> N
         raise ReplicaError(subject, "skin_weights rows must sum to 1")
 
 
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Load and validate a head-model `.npz`."""
+def read_arrays(url: str | Path) -> dict[str, np.ndarray]:
+    """Load and validate a head-model `.npz` from any storage URL."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(io.BytesIO(storage.read_bytes(str(url))), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
+    except ReplicaError:
+        raise
     except (OSError, ValueError) as err:
-        raise ReplicaError(path, f"not a readable head-model .npz ({err})") from err
-    validate(arrays, path)
+        raise ReplicaError(url, f"not a readable head-model .npz ({err})") from err
+    validate(arrays, url)
     return arrays
 
 
-def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Validate and write atomically (temp file + rename), so a crash never leaves half a model."""
-    path = Path(path)
-    validate(arrays, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez_compressed(out, **arrays)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+def write_arrays(url: str | Path, arrays: dict[str, np.ndarray]) -> str:
+    """Validate and write to any storage URL; storage writes are atomic, so a crash never leaves half a model."""
+    validate(arrays, url)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    storage.write_bytes(str(url), buffer.getvalue())
+    return str(url)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from foundation.head.builder import PARTS
+from foundation.head.model import PARTS
 from foundation.head.mesh import HeadMesh
 from foundation.head.surface import smoothstep
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from foundation.head.builder import MeshBuilder, fan, grid
+from foundation.head.mesh_builder import MeshBuilder, fan, grid
 from foundation.head.landmarks import EYE_L, EYE_R, INNER_LIP, LOWER_INNER_LIP, UPPER_INNER_LIP
 
 EYEBALL_RADIUS = 1.2

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foundation.head.builder import ATLAS, PARTS, MeshBuilder
+from foundation.head.mesh_builder import MeshBuilder
+from foundation.head.model import ATLAS, PARTS
 from foundation.head.inner import add_eye_sockets, add_eyes, add_mouth, eye_centre
 from foundation.head.landmarks import EYE_L, EYE_R, LOWER_OUTER_LIP, UPPER_OUTER_LIP
 from foundation.head.outer import add_bust, add_face, add_skull

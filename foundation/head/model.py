@@ -16,7 +16,27 @@ from torch import Tensor, nn
 
 from datasets.errors import ReplicaError
 from foundation.head.format import FORMAT_VERSION, read_arrays, write_arrays
-from foundation.head.params import EXPRESSION_NAMES, FaceParams
+from datasets.schema import EXPRESSION_NAMES
+from foundation.head.params import FaceParams
+
+PARTS = (
+    "face", "scalp", "neck", "shoulders", "eye_l", "eye_r",
+    "teeth_upper", "teeth_lower", "tongue", "mouth_cavity",
+)  # fmt: skip
+"""Part names; a mesh's `part` array holds indices into this tuple."""
+
+ATLAS = {
+    "face": (0.0, 0.0, 0.5, 0.5),
+    "scalp": (0.5, 0.0, 1.0, 0.5),
+    "neck": (0.0, 0.5, 1.0, 0.75),
+    "eye_l": (0.0, 0.75, 0.125, 0.875),
+    "eye_r": (0.125, 0.75, 0.25, 0.875),
+    "teeth_upper": (0.25, 0.75, 0.625, 0.8125),
+    "teeth_lower": (0.25, 0.8125, 0.625, 0.875),
+    "tongue": (0.625, 0.75, 0.8125, 0.9375),
+    "mouth_cavity": (0.8125, 0.75, 1.0, 0.9375),
+}
+"""Texture-atlas rectangles (u0, v0, u1, v1) in image convention: (0, 0) is the top-left texel, v grows down."""
 
 
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
@@ -137,12 +157,14 @@ class HeadModel(nn.Module):
         )
         return out
 
-    def save(self, path: str | Path) -> Path:
-        return write_arrays(path, self.arrays())
+    def save(self, url: str | Path) -> str:
+        """Write the model in the `.npz` format to any storage URL; returns the URL."""
+        return write_arrays(url, self.arrays())
 
     @classmethod
-    def load(cls, path: str | Path) -> HeadModel:
-        return cls(read_arrays(path))
+    def load(cls, url: str | Path) -> HeadModel:
+        """Read a model in the `.npz` format from any storage URL (validated)."""
+        return cls(read_arrays(url))
 
 
 def linear_blend_skinning(verts: Tensor, rotations: Tensor, joints: Tensor, parents: Tensor, weights: Tensor) -> Tensor:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from foundation.head import surface
-from foundation.head.builder import PARTS, MeshBuilder, fan, grid
+from foundation.head.mesh_builder import MeshBuilder, fan, grid
+from foundation.head.model import PARTS
 from foundation.head.landmarks import EYE_L, EYE_R, INNER_LIP, LOWER_INNER_LIP, UPPER_INNER_LIP
 from foundation.head.template import load_canonical_mesh
 

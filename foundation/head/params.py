@@ -1,24 +1,35 @@
-"""Per-frame head parameters (`FaceParams`) and the 52 ARKit expression names they are indexed by.
+"""Per-frame head parameters (`FaceParams`), and the one reader/writer of a person's `params.npz`.
 
-These are the fields of a sample's `mm.npz` and what tracking estimates, the animator predicts and the
-renderer consumes. Angles are axis-angle radians, translations metres.
+FaceParams are the fields of a sample's `mm.npz` and what tracking estimates, the animator predicts and the
+renderer consumes. Angles are axis-angle radians, translations metres; the 52 `expr` columns are
+`datasets.schema.EXPRESSION_NAMES`.
+
+A `params.npz` (`save_params` / `load_params`, any storage URL) holds one person's parameters for every frame
+of a video: the FaceParams arrays, the camera (`viewmat`, `K`, `width`, `height`, optional), `fps`, the
+format version, and any per-video extras (landmarks `lmk` [F, 478, 3], the `voice`, `text`, `identity` of a
+synthetic person, tracking residuals ...). The synthetic world writes it, tracking writes it, the avatar and
+the text→video pipeline read it; reading validates keys, frame counts and dtypes and names the first problem.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from pathlib import Path
+import io
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from datasets import storage
 from datasets.errors import ReplicaError
-from datasets.schema import EXPRESSION_NAMES, N_EXPR  # noqa: F401 - re-exported: the expr columns
+from datasets.schema import FPS, N_EXPR
+from foundation.camera import Camera
 
 N_SHAPE = 50
 """Identity coefficients of the default head model."""
-
+PARAMS_VERSION = 1
+"""Version of the `params.npz` layout written by `save_params` (files without the key are version 1)."""
+_CAMERA_KEYS = ("viewmat", "K", "width", "height")
 
 
 @dataclass
@@ -76,9 +87,6 @@ class FaceParams:
         """float32 NumPy arrays keyed by field name (the `mm.npz` layout)."""
         return {f.name: getattr(self, f.name).detach().cpu().numpy().astype(np.float32) for f in fields(self)}
 
-    def to_npz(self, path: str | Path) -> None:
-        np.savez(path, **self.as_dict())
-
     @classmethod
     def from_dict(cls, arrays) -> FaceParams:
         """From a mapping with keys shape, expr, jaw, neck, rot, trans (e.g. an `np.load` result)."""
@@ -87,10 +95,92 @@ class FaceParams:
             raise ReplicaError("FaceParams", f"missing arrays {missing}")
         return cls(**{f.name: torch.as_tensor(np.asarray(arrays[f.name]), dtype=torch.float32) for f in fields(cls)})
 
-    @classmethod
-    def from_npz(cls, path: str | Path) -> FaceParams:
-        try:
-            with np.load(path) as arrays:
-                return cls.from_dict(arrays)
-        except (OSError, ValueError) as err:
-            raise ReplicaError(path, f"not a readable FaceParams .npz ({err})") from err
+
+@dataclass
+class PersonParams:
+    """What a `params.npz` holds.
+
+    Fields:
+        params: FaceParams of F frames.
+        camera: the camera the frames were seen with, at the video's own size, or None.
+        fps: frames per second of the video the rows belong to.
+        extras: every other array of the file (e.g. `lmk` [F, 478, 3], string arrays `voice`, `text`).
+    """
+
+    params: FaceParams
+    camera: Camera | None = None
+    fps: float = float(FPS)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return self.params.n_frames
+
+
+def save_params(url: str, person: PersonParams) -> None:
+    """Write `person` as a `params.npz` at `url` (atomically, any storage URL)."""
+    reserved = {f.name for f in fields(FaceParams)} | set(_CAMERA_KEYS) | {"fps", "params_version"}
+    clashes = sorted(reserved & set(person.extras))
+    if clashes:
+        raise ReplicaError(url, f"extras {clashes} would overwrite the parameters' own arrays")
+    if person.fps <= 0:
+        raise ReplicaError(url, f"fps must be positive, got {person.fps}")
+    arrays = {**person.params.as_dict(), **(person.camera.as_dict() if person.camera is not None else {}),
+              **{k: np.asarray(v) for k, v in person.extras.items()},
+              "fps": np.asarray(float(person.fps)), "params_version": np.asarray(PARAMS_VERSION)}
+    _check_frames(url, arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    storage.write_bytes(url, buffer.getvalue())
+
+
+def load_params(url: str, *, require_camera: bool = False) -> PersonParams:
+    """Read and validate a `params.npz` from any storage URL.
+
+    Raises ReplicaError(url, reason) for a missing or unreadable file, a newer format version, missing or
+    wrongly shaped arrays, rows that disagree on the frame count, or (with `require_camera`) no camera.
+    """
+    try:
+        with np.load(io.BytesIO(storage.read_bytes(url)), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ReplicaError:
+        raise
+    except (OSError, ValueError) as err:
+        raise ReplicaError(url, f"not a readable .npz of face parameters ({str(err).splitlines()[0]})") from err
+    version = int(arrays.pop("params_version", 1))
+    if version > PARAMS_VERSION:
+        raise ReplicaError(url, f"params format version {version}; this replica reads up to {PARAMS_VERSION}")
+    _check_frames(url, arrays)
+    try:
+        params = FaceParams.from_dict(arrays)
+        present = [k for k in _CAMERA_KEYS if k in arrays]
+        if present and len(present) != len(_CAMERA_KEYS):
+            raise ReplicaError("camera", f"has {present} but not all of {list(_CAMERA_KEYS)}")
+        camera = Camera.from_dict(arrays) if present else None
+    except ReplicaError as err:
+        raise ReplicaError(url, str(err)) from err
+    if require_camera and camera is None:
+        raise ReplicaError(url, "has no camera (viewmat, K, width, height)")
+    fps = float(arrays.pop("fps", FPS))
+    if fps <= 0:
+        raise ReplicaError(url, f"fps must be positive, got {fps}")
+    known = {f.name for f in fields(FaceParams)} | set(_CAMERA_KEYS)
+    return PersonParams(params, camera, fps, {k: v for k, v in arrays.items() if k not in known})
+
+
+def _check_frames(url: str, arrays: dict[str, np.ndarray]) -> None:
+    """Every per-frame array has the same number of rows and a float dtype."""
+    missing = [f.name for f in fields(FaceParams) if f.name not in arrays]
+    if missing:
+        raise ReplicaError(url, f"missing arrays {missing}")
+    n_frames = np.shape(arrays["expr"])[0] if np.ndim(arrays["expr"]) == 2 else -1
+    for name in ("expr", "jaw", "neck", "rot", "trans", "shape"):
+        if not np.issubdtype(np.asarray(arrays[name]).dtype, np.floating):
+            raise ReplicaError(url, f"{name} has dtype {np.asarray(arrays[name]).dtype}, expected floats")
+    for name, width in (("expr", N_EXPR), ("jaw", 3), ("neck", 3), ("rot", 3), ("trans", 3)):
+        if np.shape(arrays[name]) != (n_frames, width):
+            raise ReplicaError(url, f"{name} has shape {list(np.shape(arrays[name]))}, expected [{max(n_frames, 0)}, "
+                               f"{width}] (one row per frame)")
+    lmk = arrays.get("lmk")
+    if lmk is not None and np.shape(lmk)[:1] != (n_frames,):
+        raise ReplicaError(url, f"lmk has {np.shape(lmk)[0] if np.ndim(lmk) else 0} rows for {n_frames} frames")

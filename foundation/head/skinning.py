@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from foundation.head import surface
-from foundation.head.builder import PARTS
+from foundation.head.model import PARTS
 from foundation.head.landmarks import CHIN, LOWER_INNER_LIP, UPPER_INNER_LIP
 from foundation.head.mesh import HeadMesh
 

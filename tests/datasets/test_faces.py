@@ -3,7 +3,7 @@
 import numpy as np
 
 from datasets.faces import landmarker_model_path, track_faces
-from datasets.synth.arkit import EXPRESSION_NAMES
+from datasets.schema import EXPRESSION_NAMES
 from tests.datasets.talking import astronaut_frames
 
 

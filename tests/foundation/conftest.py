@@ -6,7 +6,7 @@ held-out identities speak voices no training identity uses (`HELDOUT_VOICES`).
 
 import pytest
 
-from datasets.synth.world import HELDOUT_VOICES, TRAIN_VOICES, SynthConfig
+from foundation.world import HELDOUT_VOICES, TRAIN_VOICES, SynthConfig
 
 TINY_WORLD = {"video": False, "size": 64, "atlas_size": 256, "clip_seconds": (2.0, 4.0)}
 

@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from datasets.errors import ReplicaError
+from datasets.schema import EXPRESSION_NAMES, N_EXPR
+from foundation.head import (
+    LMK68, PARTS, FaceParams, HeadModel, PersonParams, SourceMapping, convert_model, default_head_model,
+    linear_blend_skinning, load_params, save_params,
+)  # fmt: skip
+from foundation.camera import Camera
 from foundation.head.surface import mirror_map
 from foundation.head.template import load_canonical_mesh
-from foundation.head import (
-    EXPRESSION_NAMES, LMK68, N_EXPR, PARTS, FaceParams, HeadModel, SourceMapping, convert_model,
-    default_head_model, linear_blend_skinning,
-)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +147,10 @@ def test_identity_basis_is_orthogonal_and_deforms_plausibly(model):
     assert 0.0005 < offset[:468].mean() < 0.01
 
 
-def test_save_load_round_trip(tmp_path, model):
-    path = model.save(tmp_path / "head.npz")
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_save_load_round_trip(where, request, model):
+    root = request.getfixturevalue("local_root" if where == "local" else "s3_root")
+    path = model.save(f"{root}/head.npz")
     loaded = HeadModel.load(path)
     params = FaceParams.neutral(2, model.n_shape)
     params.expr.uniform_(0, 1)
@@ -163,12 +167,36 @@ def test_loading_a_bad_file_names_the_problem(tmp_path, model):
         HeadModel.load(tmp_path / "bad.npz")
 
 
-def test_face_params_npz_round_trip(tmp_path):
+def test_params_file_round_trips_params_camera_fps_and_extras(any_root):
     params = FaceParams.neutral(4)
     params.expr.uniform_(0, 1)
-    params.to_npz(tmp_path / "mm.npz")
-    loaded = FaceParams.from_npz(tmp_path / "mm.npz")
-    assert torch.equal(loaded.expr, params.expr) and loaded.shape.shape == (50,)
+    camera = Camera.look_at((0.0, 0.0, 0.8), width=96, height=64)
+    lmk = np.random.default_rng(0).uniform(0, 1, (4, 478, 3)).astype(np.float32)
+    url = f"{any_root}/person.params.npz"
+    save_params(url, PersonParams(params, camera, 30.0, {"lmk": lmk, "voice": np.asarray("flite:slt")}))
+    loaded = load_params(url, require_camera=True)
+    assert torch.equal(loaded.params.expr, params.expr) and loaded.params.shape.shape == (50,)
+    assert torch.equal(loaded.camera.K, camera.K) and (loaded.camera.width, loaded.camera.height) == (96, 64)
+    assert loaded.fps == 30.0 and str(loaded.extras["voice"]) == "flite:slt"
+    np.testing.assert_array_equal(loaded.extras["lmk"], lmk)
+
+
+def test_params_file_names_what_is_wrong(tmp_path):
+    good = FaceParams.neutral(4).as_dict()
+    cases = {
+        "missing arrays \\['trans'\\]": {k: v for k, v in good.items() if k != "trans"},
+        "jaw has shape \\[3, 3\\], expected \\[4, 3\\]": {**good, "jaw": good["jaw"][:3]},
+        "expr has dtype int64": {**good, "expr": good["expr"].astype(np.int64)},
+        "lmk has 2 rows for 4 frames": {**good, "lmk": np.zeros((2, 478, 3), np.float32)},
+        "params format version 9": {**good, "params_version": np.asarray(9)},
+        "has no camera": good,
+    }
+    for reason, arrays in cases.items():
+        np.savez(tmp_path / "p.npz", **arrays)
+        with pytest.raises(ReplicaError, match=f"p.npz: .*{reason}"):
+            load_params(str(tmp_path / "p.npz"), require_camera=True)
+    with pytest.raises(ReplicaError, match="no such object"):
+        load_params(str(tmp_path / "none.npz"))
     with pytest.raises(ReplicaError, match="expr"):
         FaceParams(torch.zeros(50), torch.zeros(4, 51), *[torch.zeros(4, 3)] * 4)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from datasets.errors import ReplicaError
-from foundation.tts import SAMPLE_RATE, SENTENCE_PAUSE_S, Voice, list_voices, synthesize
+from foundation.tts import SAMPLE_RATE, Voice, list_voices, synthesize
+from foundation.tts.pool import SENTENCE_PAUSE_S
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 ONE_PER_ENGINE = ["piper:joe", "flite:slt", "flite:kal", "espeak:en-us+f3"]

@@ -10,7 +10,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from datasets.errors import ReplicaError
-from foundation.head import EXPRESSION_NAMES, FaceParams, axis_angle_to_matrix, default_head_model
+from datasets.schema import EXPRESSION_NAMES
+from foundation.head import FaceParams, axis_angle_to_matrix, default_head_model
 from render.avatar import Avatar, AvatarConfig, render, render_frames
 from render.avatar_train import select_frames, train_avatar
 from render.binding import bind_to_triangles, triangle_frames

@@ -52,13 +52,13 @@ def test_train_writes_the_avatar_and_its_quality_and_render_writes_an_mp4_with_t
     assert info.fps == pytest.approx(25.0)
     audio = read_audio(str(out))
     assert len(audio) / 16_000 == pytest.approx(40 / 25.0, abs=0.05)  # the audio lasts as long as the 40 frames
-    assert np.abs(audio).max() > 0.1  # and it decodes to the original tone, not silence
+    assert np.abs(audio).max() > 0.1  # and it decodes to the original speech, not silence
 
 
 def test_train_names_params_of_the_wrong_length(person_files, tmp_path, capsys):
     video, params = person_files
     arrays = dict(np.load(params))
-    for key in ("expr", "jaw", "neck", "rot", "trans"):
+    for key in ("expr", "jaw", "neck", "rot", "trans", "lmk"):
         arrays[key] = arrays[key][:30]
     short = tmp_path / "short.params.npz"
     np.savez(short, **arrays)
@@ -85,7 +85,9 @@ def test_render_names_params_of_the_wrong_shape(person_files, tmp_path, capsys):
     arrays["expr"] = arrays["expr"][:, :10]
     bad = tmp_path / "bad.params.npz"
     np.savez(bad, **arrays)
-    code, text = run(["avatar", "render", "--avatar", str(tmp_path / "none.pt"), "--params", str(bad), "--out",
+    avatar = tmp_path / "avatar.pt"
+    avatar.write_bytes(b"the parameters are read and checked before the avatar is")
+    code, text = run(["avatar", "render", "--avatar", str(avatar), "--params", str(bad), "--out",
                       str(tmp_path / "o.mp4")], capsys)
     assert code == 1
-    assert text.strip().splitlines() == [f"error: {bad}: FaceParams.expr: expected [F, 52], got [40, 10]"]
+    assert text.strip().splitlines() == [f"error: {bad}: expr has shape [40, 10], expected [40, 52] (one row per frame)"]

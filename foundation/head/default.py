@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from foundation.head.builder import ATLAS, PARTS
+from foundation.head.model import ATLAS, PARTS
 from foundation.head.expressions import expression_basis, gaze_matrix
 from foundation.head.format import FORMAT_VERSION
 from foundation.head.identity import shape_basis
 from foundation.head.landmarks import LMK68
 from foundation.head.mesh import build_head_mesh
-from foundation.head.params import EXPRESSION_NAMES, N_SHAPE
+from datasets.schema import EXPRESSION_NAMES
+from foundation.head.params import N_SHAPE
 from foundation.head.skinning import JOINT_NAMES, JOINT_PARENTS, is_bust, joint_positions, skin_weights
 from foundation.head.surface import mirror_map
 

@@ -4,7 +4,7 @@ One identity = one rng draw: skin tone across the range of human skin (Monk Skin
 variation and pores, cheek and lip colour, eyebrows, lash lines, iris colour, hair colour and style, beard
 shadow, clothing, plus the inner mouth (cavity, teeth, tongue). Everything is painted as a function of the
 texel's template position or of MediaPipe landmarks (see `texels`), never of vertex ids, so any head model in
-replica's format (`HeadLike`) can be dressed. A face photo can replace the procedural face (`photo`).
+replica's format can be dressed. A face photo can replace the procedural face (`photo`).
 
 The atlas has 5 channels: albedo RGB (sRGB, [0, 1]), specular strength (0 matte … 1 wet eye) and baked
 occlusion (1 open … 0 fully occluded: the renderer has no shadows, so the mouth cavity and the eye sockets
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from datasets.synth.head import HeadLike
-from datasets.synth.texels import TexelMap, fill_gutters, fractal_noise, polygon_mask, texel_map, value_noise
+from foundation.head import HeadModel
+from foundation.head.landmarks import LOWER_OUTER_LIP, UPPER_OUTER_LIP
+from foundation.world.texels import TexelMap, fill_gutters, fractal_noise, polygon_mask, texel_map, value_noise
 
 ATLAS_SIZE = 1024
 """Default atlas side in texels (the face gets a quarter of it: 512² texels)."""
@@ -53,8 +54,8 @@ CLOTHING_COLOURS = (
 )  # fmt: skip
 """Shirt colours (sRGB)."""
 
-# MediaPipe landmark ids (a public standard; the head model's own copies live above `datasets`).
-_LIPS_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
+# MediaPipe landmark ids, as polygons and polylines in drawing order.
+_LIPS_OUTER = [*UPPER_OUTER_LIP, *LOWER_OUTER_LIP[-2:0:-1]]
 _BROWS = ([46, 53, 52, 65, 55, 107, 66, 105, 63, 70], [276, 283, 282, 295, 285, 336, 296, 334, 293, 300])
 _UPPER_LIDS = ([33, 246, 161, 160, 159, 158, 157, 173, 133], [263, 466, 388, 387, 386, 385, 384, 398, 362])
 _LOWER_LIDS = ([33, 7, 163, 144, 145, 153, 154, 155, 133], [263, 249, 390, 373, 374, 380, 381, 382, 362])
@@ -97,7 +98,7 @@ def _mix(base: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
 class _Frame:
     """Head-relative measurements from the template landmarks, so paint scales with any head model."""
 
-    def __init__(self, head: HeadLike, texels: TexelMap):
+    def __init__(self, head: HeadModel, texels: TexelMap):
         template = head.template.cpu().numpy()
         lmk = template[head.landmark_index.cpu().numpy()]
         self.width = float(np.linalg.norm(lmk[454] - lmk[234]))
@@ -117,7 +118,7 @@ class _Frame:
         self.face_px = float(np.linalg.norm(self.lmk_px[454] - self.lmk_px[234]))
 
 
-def sample_appearance(head: HeadLike, rng: np.random.Generator, atlas_size: int = ATLAS_SIZE,
+def sample_appearance(head: HeadModel, rng: np.random.Generator, atlas_size: int = ATLAS_SIZE,
                       texels: TexelMap | None = None, skin_rgb: np.ndarray | None = None) -> Appearance:
     """Draw one identity's look from `rng` (same rng state → same atlas) and paint its texture atlas.
 

@@ -15,8 +15,9 @@ import torch
 from scipy import ndimage
 from skimage.draw import polygon as fill_polygon
 
-from datasets.synth.head import HeadLike
-from datasets.synth.rasterize import rasterize
+from foundation.camera import Camera
+from foundation.head import HeadModel
+from foundation.head.renderer import rasterize, vertex_normals
 
 MAX_UV_SPREAD = 0.1
 """A UV triangle wider than this (in [0, 1] atlas units) spans atlas regions; real triangles are far smaller."""
@@ -56,7 +57,7 @@ class TexelMap:
         return np.isin(self.part, ids)
 
 
-def texel_map(head: HeadLike, size: int) -> TexelMap:
+def texel_map(head: HeadModel, size: int) -> TexelMap:
     """Rasterize the head's UV triangles into a `size`² atlas and interpolate template attributes over them."""
     faces = head.faces.cpu()
     faces_uvs = head.faces_uvs.cpu()
@@ -68,14 +69,15 @@ def texel_map(head: HeadLike, size: int) -> TexelMap:
     faces_uvs = torch.where((spread > MAX_UV_SPREAD)[:, None], torch.zeros_like(faces_uvs), faces_uvs)
     # UV space as an image seen by a pinhole at unit depth with K = I: pixel coordinates are uv * size.
     uv_points = torch.cat([uv * size, torch.ones(len(uv), 1)], 1)[None]
-    fragments = rasterize(uv_points, faces_uvs, torch.eye(3), size, size, cull_backfaces=False, backend="torch")
-    face = fragments.pix_to_face[0, ..., 0].numpy()
-    bary = fragments.bary_coords[0, ..., 0, :].numpy()
+    uv_camera = Camera(torch.eye(4), torch.eye(3), size, size)
+    fragments = rasterize(uv_points, faces_uvs, uv_camera, cull_backfaces=False, backend="torch")
+    face = fragments.face_ids[0].numpy()
+    bary = fragments.bary[0].numpy()
     covered = face >= 0
     corners = np.where(covered[..., None], faces.numpy()[np.maximum(face, 0)], -1)
 
     template = head.template.cpu().numpy().astype(np.float64)
-    normals = _vertex_normals(template, faces.numpy())
+    normals = vertex_normals(torch.as_tensor(template), faces).numpy()
     position = np.where(covered[..., None], np.einsum("hwk,hwkc->hwc", bary, template[np.maximum(corners, 0)]), 0.0)
     normal = np.einsum("hwk,hwkc->hwc", bary, normals[np.maximum(corners, 0)])
     normal = np.where(covered[..., None], normal / np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-9), 0.0)
@@ -87,17 +89,7 @@ def texel_map(head: HeadLike, size: int) -> TexelMap:
                     bary.astype(np.float32), corners, landmark_px, tuple(head.part_names))
 
 
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals. [V, 3], [T, 3] → [V, 3] unit"""
-    tri = verts[faces]
-    face_normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normal)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-
-
-def _landmark_texels(head: HeadLike, size: int) -> np.ndarray:
+def _landmark_texels(head: HeadModel, size: int) -> np.ndarray:
     """Texel of each landmark vertex, taken from a triangle lying wholly in the vertex's part. [478, 2]"""
     faces = head.faces.cpu().numpy()
     faces_uvs = head.faces_uvs.cpu().numpy()

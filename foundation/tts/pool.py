@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.errors import ReplicaError
-from foundation import espeak
+from foundation.tts import espeak
 
 SAMPLE_RATE = 16000
 """Sample rate of every `Speech.wav` (Hz)."""

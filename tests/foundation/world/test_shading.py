@@ -1,4 +1,4 @@
-"""The synthetic world's renderer: fast rasterizer vs pytorch3d, the mouth opens into a mouth, landmarks land on the face."""
+"""The synthetic world's shading: the mouth opens into a mouth, the forehead stays put, landmarks land on the face."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.synth import PosedHead
-from datasets.synth.appearance import sample_appearance
-from datasets.synth.rasterize import rasterize
-from datasets.synth.render import Topology, project_landmarks, render_frames
-from datasets.synth.scene import look_at, sample_background, sample_lighting
-from foundation.head import EXPRESSION_NAMES, default_head_model
+from datasets.schema import EXPRESSION_NAMES
+from foundation.camera import Camera
+from foundation.head import FaceParams, HeadModel, default_head_model, project_landmarks
+from foundation.world.appearance import sample_appearance
+from foundation.world.scene import sample_background, sample_lighting
+from foundation.world.shading import Topology, render_textured
 
 SIZE = 96
 
 
 @pytest.fixture(scope="module")
-def head() -> PosedHead:
-    return PosedHead(default_head_model())
+def head() -> HeadModel:
+    return default_head_model()
 
 
 @pytest.fixture(scope="module")
@@ -26,44 +26,27 @@ def look(head):
     return sample_appearance(head, np.random.default_rng(3), atlas_size=256)
 
 
-def _params(head: PosedHead, jaw: float) -> dict[str, np.ndarray]:
+def _params(head: HeadModel, jaw: float) -> FaceParams:
     expr = np.zeros((1, len(EXPRESSION_NAMES)), np.float32)
     expr[0, EXPRESSION_NAMES.index("jawOpen")] = jaw / 0.35
     zeros = np.zeros((1, 3), np.float32)
     jaw_pose = zeros.copy()
     jaw_pose[0, 0] = jaw
-    return {"shape": np.zeros(head.n_shape, np.float32), "expr": expr, "jaw": jaw_pose, "neck": zeros,
-            "rot": zeros, "trans": zeros}
+    return FaceParams.from_dict({"shape": np.zeros(head.n_shape, np.float32), "expr": expr, "jaw": jaw_pose,
+                                 "neck": zeros, "rot": zeros, "trans": zeros})
 
 
 def _camera():
-    return look_at(np.array([0.0, -0.02, 0.9]), np.array([0.0, -0.04, 0.0]), 20.0, SIZE, SIZE)
+    return Camera.look_at((0.0, -0.02, 0.9), (0.0, -0.04, 0.0), fov_deg=20.0, width=SIZE, height=SIZE)
 
 
 def _render(head, look, jaw: float):
     with torch.no_grad():
-        verts = head.pose(_params(head, jaw))
+        verts = head(_params(head, jaw))
     rng = np.random.default_rng(0)
-    frames = render_frames(verts, Topology.of(head), torch.from_numpy(look.texture), _camera(), sample_lighting(rng),
+    frames = render_textured(verts, Topology.of(head), torch.from_numpy(look.texture), _camera(), sample_lighting(rng),
                            sample_background(rng, SIZE, SIZE))
     return frames, project_landmarks(verts, head.landmark_index, _camera())
-
-
-def test_torch_rasterizer_matches_pytorch3d(head):
-    with torch.no_grad():
-        verts = head.pose(_params(head, 0.3))
-    camera = _camera()
-    viewmat = torch.as_tensor(camera.viewmat, dtype=torch.float32)
-    verts_cam = verts @ viewmat[:3, :3].T + viewmat[:3, 3]
-    K = torch.as_tensor(camera.K, dtype=torch.float32)
-    reference = rasterize(verts_cam, head.faces, K * torch.tensor([[64 / SIZE], [64 / SIZE], [1.0]]), 64, 64,
-                          backend="pytorch3d")
-    ours = rasterize(verts_cam, head.faces, K * torch.tensor([[64 / SIZE], [64 / SIZE], [1.0]]), 64, 64, backend="torch")
-    same = ours.pix_to_face == reference.pix_to_face
-    assert same.float().mean() > 0.999
-    hit = same & (ours.pix_to_face >= 0)
-    assert torch.allclose(ours.zbuf[hit], reference.zbuf[hit], atol=1e-5)
-    assert torch.allclose(ours.bary_coords[hit[..., 0]], reference.bary_coords[hit[..., 0]], atol=1e-3)
 
 
 def _window(image: np.ndarray, point: np.ndarray, radius: int = 3) -> np.ndarray:

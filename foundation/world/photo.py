@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from datasets.errors import ReplicaError
 from datasets.faces import track_faces
-from datasets.synth.appearance import Appearance, sample_appearance
-from datasets.synth.head import HeadLike
-from datasets.synth.texels import TexelMap, fill_gutters
+from foundation.head import HeadModel
+from foundation.world.appearance import Appearance, sample_appearance
+from foundation.world.texels import TexelMap, fill_gutters
 
 FEATHER = 0.05
 """Width of the blend from photo to procedural skin at the face's edge, as a fraction of the atlas side."""
@@ -32,7 +32,7 @@ def photo_landmarks(photo: np.ndarray) -> np.ndarray:
     return track.lmk[0, :, :2] * np.array([photo.shape[1], photo.shape[0]], np.float32)
 
 
-def photo_appearance(head: HeadLike, photo: np.ndarray, rng: np.random.Generator, texels: TexelMap) -> Appearance:
+def photo_appearance(head: HeadModel, photo: np.ndarray, rng: np.random.Generator, texels: TexelMap) -> Appearance:
     """A procedural identity (hair, eyes, mouth, clothes from `rng`) whose face is the photo's.
 
     photo: uint8 [H, W, 3] RGB with one clearly visible, roughly frontal face.

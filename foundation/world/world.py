@@ -1,41 +1,46 @@
 """The synthetic talking-head world: made-up people speaking TTS sentences, as dataset samples and person videos.
 
-    world = SynthWorld(head, speak, voices, SynthConfig(identities=8, clips_per_identity=4, seed=0))
+    world = SynthWorld(SynthConfig(identities=8, clips_per_identity=4, seed=0))
     sample = world.clip(identity=3, clip=0)      # a schema `Sample`: wav, mp4, lmk.npy, mm.npz, json
-    video = world.person(seconds=90)             # one person talking for 90 s: frames, audio, parameters
+    take = world.person(seconds=90)              # one person talking for 90 s: frames, audio, parameters
 
-A clip is: sentence(s) → speech (`speak(text, voice)`) → talking motion (`synthesize_motion`) → head
-parameters → posed mesh → rendered frames (`render`) + projected landmarks. Every draw comes from an rng
-seeded by (seed, identity[, clip]), so a clip is reproducible on its own, on any worker, in any order. The head
-model and the voice pool are injected (`HeadLike`, `speak`), so this module never imports `foundation`.
+A clip is: sentence(s) → speech (the TTS voice pool, `foundation.tts`) → talking motion (`synthesize_motion`)
+→ head parameters → posed mesh (the default head model) → shaded frames (`shading.render_textured`) +
+projected landmarks. Every draw comes from an rng seeded by (seed, identity[, clip]), so a clip is reproducible
+on its own, on any worker, in any order. `build_world` caches a world per process (a Ray worker builds the
+head once); `synth_identity` and `synth_person` are the units of work the cluster fans out.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import io
+import functools
+import hashlib
 import json
+import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from datasets import storage
 from datasets.config import Section
 from datasets.errors import ReplicaError
 from datasets.media import encode_mp4, write_mp4
 from datasets.schema import SAMPLE_RATE, Sample
-from datasets.synth.appearance import Appearance, sample_appearance
-from datasets.synth.head import HeadLike
-from datasets.synth.motion import FPS, synthesize_motion
-from datasets.synth.photo import photo_appearance
-from datasets.synth.render import Topology, project_landmarks, render_frames
-from datasets.synth.scene import Framing, Lighting, expose, sample_background, sample_framing, sample_lighting
-from datasets.synth.sentences import make_script
-from datasets.synth.texels import TexelMap, texel_map
+from datasets.shards import ShardInfo, ShardWriter
+from foundation.camera import Camera
+from foundation.head import FaceParams, HeadModel, PersonParams, default_head_model, project_landmarks, save_params
+from foundation.tts import list_voices, synthesize
+from foundation.world.appearance import Appearance, sample_appearance
+from foundation.world.motion import FPS, synthesize_motion
+from foundation.world.photo import photo_appearance
+from foundation.world.scene import Lighting, expose, sample_background, sample_framing, sample_lighting
+from foundation.world.sentences import make_script
+from foundation.world.shading import Topology, render_textured
+from foundation.world.texels import TexelMap, texel_map
 
 SOURCE = "synthetic"
 LICENSE = "CC0 (synthetic)"
@@ -77,14 +82,6 @@ class SynthConfig(Section):
     """Standard deviation of the identity (shape) coefficients."""
 
 
-class SpeechLike(Protocol):
-    """What `speak` returns (`foundation.tts.Speech` fits): wav float32 [T] at sample_rate Hz, phones or None."""
-
-    wav: np.ndarray
-    sample_rate: int
-    phonemes: list[tuple[str, float, float]] | None
-
-
 @dataclass(frozen=True)
 class Identity:
     """One made-up person: id, shape coefficients [S], look, voice."""
@@ -102,6 +99,7 @@ class Performance:
     Fields:
         wav: speech, float32 [T] at 16 kHz.
         params: `mm.npz` arrays (shape [S], expr [F, 52], jaw/neck/rot/trans [F, 3]) + camera keys.
+        camera: the camera the frames were rendered with.
         frames: rendered video, uint8 [F, H, W, 3], or None without video.
         lmk: MediaPipe-convention landmarks, float32 [F, 478, 3].
         text, phones: the script and its phone timings (seconds), voice: the voice id.
@@ -110,6 +108,7 @@ class Performance:
 
     wav: np.ndarray
     params: dict[str, np.ndarray]
+    camera: Camera
     frames: np.ndarray | None
     lmk: np.ndarray
     text: str
@@ -117,27 +116,48 @@ class Performance:
     voice: str
     lighting: dict
 
+    @property
+    def face_params(self) -> FaceParams:
+        """The true per-frame parameters as FaceParams."""
+        return FaceParams.from_dict(self.params)
+
+    def first(self, n_frames: int) -> Performance:
+        """The take cut to its first `n_frames` frames (audio cut to match; phones past the cut dropped)."""
+        if not 1 <= n_frames <= len(self.lmk):
+            raise ReplicaError(f"first({n_frames})", f"the take has {len(self.lmk)} frames")
+        per_frame = {k: v[:n_frames] if k in ("expr", "jaw", "neck", "rot", "trans") else v
+                     for k, v in self.params.items()}
+        seconds = n_frames / FPS
+        return Performance(wav=self.wav[:round(seconds * SAMPLE_RATE)], params=per_frame, camera=self.camera,
+                           frames=None if self.frames is None else self.frames[:n_frames], lmk=self.lmk[:n_frames],
+                           text=self.text, phones=[p for p in self.phones if p[1] < seconds], voice=self.voice,
+                           lighting=self.lighting)
+
 
 class SynthWorld:
-    """Generates identities, clips and person videos from a head model and a voice pool.
+    """Generates identities, clips and person videos with the default head model and the TTS voice pool.
 
-    head: the morphable head (`HeadLike`). speak: text, voice id → speech (e.g. `foundation.tts.synthesize`).
-    voices: voice ids to draw from (filtered by `cfg.voices`). photos: face photos (uint8 [H, W, 3]) that
-    identities may be textured from (see `cfg.photo_probability`).
+    cfg: what to generate. photos: face photos (uint8 [H, W, 3]) that identities may be textured from (see
+    `cfg.photo_probability`; default: the photos that ship with installed packages). head: the head model
+    (default: `default_head_model()`).
     """
 
-    def __init__(self, head: HeadLike, speak: Callable[[str, str], SpeechLike], voices: Sequence[str],
-                 cfg: SynthConfig | None = None, photos: Sequence[np.ndarray] = ()):
+    def __init__(self, cfg: SynthConfig | None = None, photos: Sequence[np.ndarray] | None = None,
+                 head: HeadModel | None = None):
         self.cfg = cfg or SynthConfig()
         if self.cfg.fps != FPS:
             raise ReplicaError(f"fps={self.cfg.fps}", f"the motion model runs at {FPS} fps only")
-        self.head, self.speak, self.photos = head, speak, list(photos)
+        self.head = head if head is not None else default_head_model()
+        if photos is None:
+            photos = shipped_photos() if self.cfg.photo_probability > 0 else []
+        self.photos = list(photos)
+        voices = [v.id for v in list_voices()]
         patterns = self.cfg.voices or ["*"]
         self.voices = sorted(v for v in voices if any(fnmatch.fnmatch(v, p) for p in patterns))
         if not self.voices:
             raise ReplicaError(f"voices {patterns}", f"match none of the {len(voices)} voices of the pool")
-        self.topology = Topology.of(head)
-        self.eye_height = float(head.template[head.landmark_index[[468, 473]]][:, 1].mean())
+        self.topology = Topology.of(self.head)
+        self.eye_height = float(self.head.template[self.head.landmark_index[[468, 473]]][:, 1].mean())
         self._identity = lru_cache(maxsize=2)(self._make_identity)
 
     @property
@@ -170,7 +190,7 @@ class SynthWorld:
         person = self.identity(identity)
         rng = np.random.default_rng([self.cfg.seed, identity, 1, clip])
         text = make_script(rng, rng.uniform(*self.cfg.clip_seconds))
-        speech = self.speak(text, person.voice)
+        speech = synthesize(text, person.voice)
         take = self._perform(person, speech.wav, speech.phonemes, text, rng, speech.sample_rate)
         mp4 = encode_mp4(take.frames, fps=self.cfg.fps) if take.frames is not None else None
         meta = {"speaker": f"synth-{person.id}", "identity": person.id, "voice": person.voice, "source": SOURCE,
@@ -186,7 +206,7 @@ class SynthWorld:
         texts, pieces, phones, t = [], [], [], 0.0
         while t < seconds:
             text = make_script(rng, rng.uniform(2.0, 6.0))
-            speech = self.speak(text, person.voice)
+            speech = synthesize(text, person.voice)
             wav = _resample_16k(speech.wav, speech.sample_rate)
             pause = np.zeros(int(rng.uniform(0.3, 0.9) * SAMPLE_RATE), np.float32)
             phones += [(p, s + t, e + t) for p, s, e in (speech.phonemes or [])]
@@ -206,40 +226,103 @@ class SynthWorld:
         params = {"shape": person.shape, "expr": motion.expr, "jaw": motion.jaw, "neck": motion.neck,
                   "rot": motion.rot, "trans": motion.trans}
         with torch.no_grad():
-            verts = self.head.pose(params)
+            verts = self.head(FaceParams.from_dict(params))
         frames = self._render(verts, person.appearance, camera, lighting, background) if self.cfg.video else None
         lmk = project_landmarks(verts, self.head.landmark_index, camera)
-        return Performance(wav=wav, params={**params, **camera.as_dict()}, frames=frames, lmk=lmk, text=text,
+        return Performance(wav=wav, params={**params, **camera.as_dict()}, camera=camera, frames=frames, lmk=lmk,
+                           text=text,
                            phones=[(str(p), round(float(s), 4), round(float(e), 4)) for p, s, e in phones or []],
                            voice=person.voice, lighting=lighting.as_dict())
 
-    def _render(self, verts: torch.Tensor, appearance: Appearance, camera: Framing, lighting: Lighting,
+    def _render(self, verts: torch.Tensor, appearance: Appearance, camera: Camera, lighting: Lighting,
                 background: np.ndarray) -> np.ndarray:
         texture = torch.from_numpy(appearance.texture)
-        chunks = [render_frames(verts[i:i + RENDER_CHUNK], self.topology, texture, camera, lighting, background,
-                                supersample=self.cfg.supersample).rgb for i in range(0, len(verts), RENDER_CHUNK)]
+        chunks = [render_textured(verts[i:i + RENDER_CHUNK], self.topology, texture, camera, lighting, background,
+                                  supersample=self.cfg.supersample).rgb for i in range(0, len(verts), RENDER_CHUNK)]
         return np.concatenate(chunks)
 
 
 def write_person(take: Performance, out_url: str, identity: Identity, fps: int = FPS) -> str:
     """Write a person video: `out_url` (H.264 + AAC with the speech) and `<stem>.params.npz` beside it.
 
-    The npz holds the identity `shape`, per-frame `expr`/`jaw`/`neck`/`rot`/`trans`, the camera (`viewmat`, `K`,
-    `width`, `height`), `lmk` [F, 478, 3], `fps`, and the strings `voice`, `text`, `identity`, `appearance` (JSON).
-    Returns the params URL.
+    The params file (`foundation.head.save_params`) holds the true FaceParams, the camera and `fps`, with
+    extras `lmk` [F, 478, 3] and the strings `voice`, `text`, `identity`, `appearance` (JSON). Returns its URL.
     """
     if take.frames is None:
         raise ReplicaError(out_url, "a person video needs rendered frames (video=True)")
     if not out_url.endswith(".mp4"):
         raise ReplicaError(out_url, "person video must be an .mp4")
     params_url = out_url[: -len(".mp4")] + ".params.npz"
-    buffer = io.BytesIO()
-    np.savez(buffer, **take.params, lmk=take.lmk, fps=np.asarray(fps), voice=np.asarray(take.voice),
-             text=np.asarray(take.text), identity=np.asarray(identity.id),
-             appearance=np.asarray(json.dumps(identity.appearance.traits)))
+    extras = {"lmk": take.lmk, "voice": np.asarray(take.voice), "text": np.asarray(take.text),
+              "identity": np.asarray(identity.id), "appearance": np.asarray(json.dumps(identity.appearance.traits))}
     write_mp4(out_url, take.frames, fps=fps, audio=take.wav, sample_rate=SAMPLE_RATE)
-    storage.write_bytes(params_url, buffer.getvalue())
+    save_params(params_url, PersonParams(FaceParams.from_dict(take.params), take.camera, fps, extras))
     return params_url
+
+
+def shipped_photos() -> list[np.ndarray]:
+    """Face photos that ship with installed packages (scikit-image's astronaut portrait)."""
+    import skimage.data
+
+    return [skimage.data.astronaut()]
+
+
+@functools.lru_cache(maxsize=2)
+def build_world(cfg_json: str) -> SynthWorld:
+    """The world of a config, as JSON (cached per process, so a Ray worker builds the head and atlas once)."""
+    return SynthWorld(SynthConfig.model_validate_json(cfg_json))
+
+
+@dataclass
+class IdentityResult:
+    """What one identity's task wrote."""
+
+    identity: str
+    voice: str
+    shards: list[ShardInfo]
+    clips: int
+    seconds: float
+
+
+def synth_identity(index: int, cfg_json: str, out: str) -> IdentityResult:
+    """Render all clips of identity `index` into shards `<out>/<identity id>-NNNNNN.tar` (one unit of work)."""
+    world = build_world(cfg_json)
+    person = world.identity(index)
+    seconds = 0.0
+    with ShardWriter(out, prefix=person.id, max_count=10_000) as writer:
+        for clip in range(world.cfg.clips_per_identity):
+            sample = world.clip(index, clip)
+            seconds += sample.duration_s
+            writer.write(sample)
+    return IdentityResult(person.id, person.voice, writer.shards, world.cfg.clips_per_identity, seconds)
+
+
+def fingerprint(cfg: SynthConfig) -> str:
+    """What a synthetic dataset depends on: its config and the code's version of the world."""
+    payload = json.dumps({"config": cfg.model_dump(mode="json"), "world": 1}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def short_take(n_frames: int, size: int = 64, seed: int = 0) -> tuple[Performance, Identity]:
+    """A few seconds of one person for tests, benchmarks and quick looks: identity 0 of a small world (`size`²
+    frames, a 256² atlas, flite voices, no anti-aliasing) talking, cut to its first `n_frames` frames."""
+    cfg = SynthConfig(size=size, supersample=1, atlas_size=256, voices=["flite:*"], seed=seed, photo_probability=0.0)
+    world = build_world(cfg.model_dump_json())
+    return world.person(n_frames / FPS + 0.5).first(n_frames), world.identity(0)
+
+
+def synth_person(seconds: float, out: str, cfg: SynthConfig | None = None, identity: int = 0) -> dict:
+    """Render identity `identity` of `cfg`'s world talking for about `seconds` to `out` (.mp4 with the speech)
+    and `<stem>.params.npz` beside it; returns a summary (paths, frames, seconds, voice, identity)."""
+    cfg = cfg or SynthConfig()
+    cfg = SynthConfig.model_validate({**cfg.model_dump(), "identities": max(identity + 1, cfg.identities)})
+    world = build_world(cfg.model_dump_json())
+    started = time.perf_counter()
+    take = world.person(seconds, identity)
+    person = world.identity(identity)
+    params_url = write_person(take, out, person, fps=cfg.fps)
+    return {"video": out, "params": params_url, "frames": len(take.lmk), "seconds": round(len(take.wav) / SAMPLE_RATE, 2),
+            "voice": take.voice, "identity": person.id, "seconds_taken": round(time.perf_counter() - started, 1)}
 
 
 def _resample_16k(wav: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -8,25 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PARTS = (
-    "face", "scalp", "neck", "shoulders", "eye_l", "eye_r",
-    "teeth_upper", "teeth_lower", "tongue", "mouth_cavity",
-)  # fmt: skip
-"""Part names; a mesh's `part` array holds indices into this tuple."""
-
-ATLAS = {
-    "face": (0.0, 0.0, 0.5, 0.5),
-    "scalp": (0.5, 0.0, 1.0, 0.5),
-    "neck": (0.0, 0.5, 1.0, 0.75),
-    "eye_l": (0.0, 0.75, 0.125, 0.875),
-    "eye_r": (0.125, 0.75, 0.25, 0.875),
-    "teeth_upper": (0.25, 0.75, 0.625, 0.8125),
-    "teeth_lower": (0.25, 0.8125, 0.625, 0.875),
-    "tongue": (0.625, 0.75, 0.8125, 0.9375),
-    "mouth_cavity": (0.8125, 0.75, 1.0, 0.9375),
-}
-"""Texture-atlas rectangles (u0, v0, u1, v1) in image convention: (0, 0) is the top-left texel, v grows down."""
-
+from foundation.head.model import ATLAS, PARTS
 
 class MeshBuilder:
     """Accumulates vertices (cm), triangles, UVs and per-vertex annotations part by part."""

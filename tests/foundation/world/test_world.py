@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cluster.synth import build_world, synth_dataset, synth_person
+from cluster.synth import synth_dataset
+from foundation.world import build_world, synth_person
 from datasets.loader import LoaderConfig, ShardLoader
 from datasets.media import probe, read_audio, read_video
 from datasets.schema import validate
 from datasets.shards import read_manifest
-from datasets.synth.world import SynthConfig
+from foundation.world import SynthConfig
 
 TINY = dict(size=64, clip_seconds=(1.0, 1.5), voices=["flite:*"], atlas_size=256, supersample=1)
 

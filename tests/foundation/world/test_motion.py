@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from datasets.synth.arkit import EXPRESSION_NAMES
-from datasets.synth.motion import FPS, JAW_OPEN_RAD, synthesize_motion
-from datasets.synth.sentences import WORDS_PER_SECOND, make_script, make_sentence
-from datasets.synth.visemes import VISEMES, phone_visemes
+from datasets.schema import EXPRESSION_NAMES
+from foundation.world.motion import FPS, JAW_OPEN_RAD, synthesize_motion
+from foundation.world.sentences import WORDS_PER_SECOND, make_script, make_sentence
+from foundation.world.visemes import VISEMES, phone_visemes
 
 RATE = 16000
 COLUMN = {name: i for i, name in enumerate(EXPRESSION_NAMES)}

@@ -17,8 +17,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from datasets.synth.arkit import EXPRESSION_NAMES, shape_indices
-from datasets.synth.visemes import VISEMES, coarticulate, keyframes
+from datasets.schema import EXPRESSION_NAMES, expression_indices
+from foundation.world.visemes import VISEMES, coarticulate, keyframes
 
 FPS = 25
 """Video frame rate (frames per second)."""
@@ -94,15 +94,15 @@ def synthesize_motion(
     jaw_angle = np.clip(jaw_angle * style.articulation, 0.0, 0.45)
     expr = expr * style.articulation
 
-    expr[:, shape_indices("jawOpen")[0]] = jaw_angle / JAW_OPEN_RAD
-    expr[:, shape_indices("mouthSmile")] += style.smile * (1.0 + 0.3 * _drift(rng, frame_times, 0.1, 2))[:, None]
-    expr[:, shape_indices("cheekSquint")] += 0.4 * style.smile
-    expr[:, shape_indices("eyeBlink")] = _blinks(rng, frame_times, style.blinks_per_min)[:, None]
+    expr[:, expression_indices("jawOpen")[0]] = jaw_angle / JAW_OPEN_RAD
+    expr[:, expression_indices("mouthSmile")] += style.smile * (1.0 + 0.3 * _drift(rng, frame_times, 0.1, 2))[:, None]
+    expr[:, expression_indices("cheekSquint")] += 0.4 * style.smile
+    expr[:, expression_indices("eyeBlink")] = _blinks(rng, frame_times, style.blinks_per_min)[:, None]
 
     peaks = _emphasis(loudness, rng, style.expressiveness)
     raise_ = _bumps(frame_times, frame_times[peaks], rng.uniform(0.15, 0.45, len(peaks)), 0.12, 0.45)
-    expr[:, shape_indices("browInnerUp")] += raise_[:, None]
-    expr[:, shape_indices("browOuterUp")] += 0.7 * raise_[:, None]
+    expr[:, expression_indices("browInnerUp")] += raise_[:, None]
+    expr[:, expression_indices("browOuterUp")] += 0.7 * raise_[:, None]
     nods = _bumps(frame_times, frame_times[peaks] + 0.05, rng.uniform(0.02, 0.05, len(peaks)), 0.15, 0.3)
 
     talking = gaussian_filter1d((loudness > 0.1).astype(np.float32), sigma=0.5 * FPS)

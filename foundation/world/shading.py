@@ -1,4 +1,4 @@
-"""Render a textured head: rasterize (pytorch3d on CUDA, torch on CPU), shade, composite, anti-alias.
+"""The world's look: a textured head shaded under studio lights, composited over a backdrop, anti-aliased.
 
 Shading is Blinn–Phong in linear light with the atlas of `appearance`: albedo, a specular strength (skin is
 nearly matte, lips glossy, eyes wet) and baked occlusion that darkens the mouth cavity and the eye sockets
@@ -6,7 +6,7 @@ nearly matte, lips glossy, eyes wet) and baked occlusion that darkens the mouth 
 light scattering under skin. Triangles are rendered two-sided with back faces culled: the mesh is closed and
 consistently wound, and the inner mouth faces inward, so an open jaw shows cavity, teeth and tongue behind
 the lips. Frames are rendered at `supersample`× the output size and box-filtered down (anti-aliasing).
-Also here: `project_landmarks`, the MediaPipe-convention landmarks of the rendered frames.
+Visibility comes from the head model's one mesh renderer (`foundation.head.renderer.rasterize`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from datasets.errors import ReplicaError
-from datasets.synth.rasterize import rasterize
-from datasets.synth.scene import Framing, Lighting
-from datasets.synth.texels import MAX_UV_SPREAD
+from foundation.camera import Camera
+from foundation.head import HeadModel
+from foundation.head.renderer import rasterize, vertex_normals
+from foundation.world.scene import Lighting
+from foundation.world.texels import MAX_UV_SPREAD
 
 WRAP = 0.25
 """Diffuse wrap: light reaches this far (in cos θ) past the terminator, softening skin shading."""
@@ -31,7 +33,7 @@ SHININESS = 30.0
 
 @dataclass(frozen=True)
 class Topology:
-    """The mesh the renderer draws (topology of a `HeadLike`).
+    """The mesh the renderer draws (a head model's topology).
 
     Fields:
         faces: triangles (long). [T, 3]
@@ -48,8 +50,8 @@ class Topology:
     inner_mouth: Tensor
 
     @classmethod
-    def of(cls, head) -> Topology:
-        """The topology of a `HeadLike`, with the bust and inner mouth found from its part names."""
+    def of(cls, head: HeadModel) -> Topology:
+        """The topology of a head model, with the bust and inner mouth found from its part names."""
         def triangles_of(*names: str) -> Tensor:
             ids = torch.tensor([head.part_names.index(n) for n in names if n in head.part_names], dtype=torch.long)
             return torch.isin(head.part.cpu(), ids)[head.faces.cpu()].all(1)
@@ -71,45 +73,44 @@ class Frames:
     alpha: np.ndarray
 
 
-def render_frames(verts: Tensor, mesh: Topology, texture: Tensor, camera: Framing, lighting: Lighting,
-                  background: np.ndarray, supersample: int = 2, backend: str = "auto") -> Frames:
-    """Render posed heads over a background.
+def render_textured(verts: Tensor, mesh: Topology, texture: Tensor, camera: Camera, lighting: Lighting,
+                    background: np.ndarray, supersample: int = 2, backend: str = "auto") -> Frames:
+    """Render posed heads with their texture atlas, shaded, over a background.
 
     Args:
         verts: posed vertices, world metres. [F, V, 3]
         mesh: faces and UVs of the head.
         texture: `Appearance.texture` (albedo RGB, specular, occlusion). [S, S, 5] float in [0, 1]
-        camera: world→camera `viewmat` [4, 4] and intrinsics `K` [3, 3], image `width` × `height`.
+        camera: the pinhole camera (image size from it).
         lighting: directional lights + ambient, world frame.
         background: [H, W, 3] float sRGB in [0, 1].
         supersample: render at this multiple of the size and box-filter down (1 = no anti-aliasing).
-        backend: rasterizer, see `rasterize.rasterize`.
+        backend: mesh rasterizer backend (`foundation.head.renderer.rasterize`).
     """
     height, width = camera.height, camera.width
     if tuple(background.shape) != (height, width, 3):
-        raise ReplicaError("render_frames.background", f"expected [{height}, {width}, 3], got {list(background.shape)}")
+        raise ReplicaError("render_textured.background", f"expected [{height}, {width}, 3], got {list(background.shape)}")
     if verts.dim() != 3 or verts.shape[-1] != 3:
-        raise ReplicaError("render_frames.verts", f"expected [F, V, 3], got {list(verts.shape)}")
+        raise ReplicaError("render_textured.verts", f"expected [F, V, 3], got {list(verts.shape)}")
     device = verts.device
-    viewmat = torch.as_tensor(camera.viewmat, dtype=torch.float32, device=device)
-    K = torch.as_tensor(camera.K, dtype=torch.float32, device=device).clone()
-    K[:2] *= supersample
+    camera = camera.to(device)
+    big = Camera(camera.viewmat, camera.K * torch.tensor([[supersample], [supersample], [1.0]], device=device),
+                 width * supersample, height * supersample)
     verts = verts.float()
-    verts_cam = verts @ viewmat[:3, :3].T + viewmat[:3, 3]
-    big_h, big_w = height * supersample, width * supersample
+    big_h, big_w = big.height, big.width
     faces = mesh.faces.to(device)
-    local, bary = _visible_faces(verts_cam, mesh, K, big_h, big_w, backend)
+    local, bary = _visible_faces(verts, mesh, big, backend)
     covered = local >= 0
     frame_ids = torch.arange(verts.shape[0], device=device).repeat_interleave(big_h * big_w)[covered]
     local, bary = local[covered], bary[covered]
 
     uv = _pixel_uvs(mesh, local, bary)
     texels = _sample(texture.to(device), uv)
-    normals = _vertex_normals(verts, faces)  # [F, V, 3]
+    normals = vertex_normals(verts, faces)  # [F, V, 3]
     corners = faces[local]  # [P, 3]
     normal = (normals[frame_ids[:, None], corners] * bary[..., None]).sum(1)
     point = (verts[frame_ids[:, None], corners] * bary[..., None]).sum(1)
-    centre = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    centre = camera.center
     colour = _shade(texels, F.normalize(normal, dim=-1), F.normalize(centre - point, dim=-1), lighting)
 
     bg = torch.as_tensor(background, dtype=torch.float32, device=device)
@@ -123,8 +124,7 @@ def render_frames(verts: Tensor, mesh: Topology, texture: Tensor, camera: Framin
     return Frames(rgb=rgb.cpu().numpy(), alpha=image[..., 3].cpu().numpy())
 
 
-def _visible_faces(verts_cam: Tensor, mesh: Topology, K: Tensor, height: int, width: int,
-                   backend: str) -> tuple[Tensor, Tensor]:
+def _visible_faces(verts: Tensor, mesh: Topology, camera: Camera, backend: str) -> tuple[Tensor, Tensor]:
     """Nearest triangle (index into `mesh.faces`, -1 for none) [F·H·W] and its barycentrics [F·H·W, 3].
 
     A bust's top may hide inside the head, in front of the back of the mouth: invisible with the lips closed,
@@ -132,16 +132,16 @@ def _visible_faces(verts_cam: Tensor, mesh: Topology, K: Tensor, height: int, wi
     it is nearer than the rest and the rest is not the inner mouth — never in front of the mouth from a
     head-and-shoulders view.
     """
-    faces = mesh.faces.to(verts_cam.device)
+    faces = mesh.faces.to(verts.device)
     passes = []
     for subset in (~mesh.bust, mesh.bust):
-        ids = torch.nonzero(subset.to(verts_cam.device))[:, 0]
-        fragments = rasterize(verts_cam, faces[ids], K, height, width, cull_backfaces=True, backend=backend)
-        hit = fragments.pix_to_face[..., 0].flatten()
-        local = torch.where(hit >= 0, ids[(hit % max(len(ids), 1)).clamp_min(0)], -1) if len(ids) else hit
-        passes.append((local, fragments.zbuf[..., 0].flatten(), fragments.bary_coords[..., 0, :].reshape(-1, 3)))
+        ids = torch.nonzero(subset.to(verts.device))[:, 0]
+        fragments = rasterize(verts, faces[ids], camera, cull_backfaces=True, backend=backend)
+        hit = fragments.face_ids.flatten()
+        local = torch.where(hit >= 0, ids[hit.clamp_min(0)], -1) if len(ids) else hit
+        passes.append((local, fragments.depth.flatten(), fragments.bary.reshape(-1, 3)))
     (head, head_z, head_bary), (bust, bust_z, bust_bary) = passes
-    inner = mesh.inner_mouth.to(verts_cam.device)[head.clamp_min(0)] & (head >= 0)
+    inner = mesh.inner_mouth.to(verts.device)[head.clamp_min(0)] & (head >= 0)
     use_bust = (bust >= 0) & ((head < 0) | ((bust_z < head_z) & ~inner))
     return torch.where(use_bust, bust, head), torch.where(use_bust[:, None], bust_bary, head_bary)
 
@@ -165,16 +165,6 @@ def _sample(texture: Tensor, uv: Tensor) -> Tensor:
     return sampled[0, :, 0].T
 
 
-def _vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
-    """Area-weighted vertex normals. verts [F, V, 3], faces [T, 3] → [F, V, 3] (unit)"""
-    tri = verts[:, faces]  # [F, T, 3, 3]
-    face_normal = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
-    normals = torch.zeros_like(verts)
-    for k in range(3):
-        normals.index_add_(1, faces[:, k], face_normal)
-    return F.normalize(normals, dim=-1)
-
-
 def _shade(texels: Tensor, normal: Tensor, view: Tensor, lighting: Lighting) -> Tensor:
     """Blinn–Phong with wrapped diffuse, in linear light. texels [P, 5], normal/view [P, 3] unit → sRGB [P, 3]"""
     albedo = texels[:, :3].clamp(0, 1) ** 2.2
@@ -191,27 +181,3 @@ def _shade(texels: Tensor, normal: Tensor, view: Tensor, lighting: Lighting) -> 
     specular = specular_strength * (highlight @ colours)
     linear = occlusion * (albedo * (ambient + diffuse) + specular)
     return linear.clamp(0, 1) ** (1.0 / 2.2)
-
-
-def project_landmarks(verts: Tensor, landmark_index: Tensor, camera: Framing) -> np.ndarray:
-    """MediaPipe-convention landmarks of posed vertices as seen by `camera`.
-
-    Args:
-        verts: posed vertices, world metres. [F, V, 3]
-        landmark_index: vertex id of each landmark. [478]
-        camera: the render camera.
-    Returns:
-        [F, 478, 3] float32: x = column / width, y = row / height (pixel-centre convention, so [0, 1] spans
-        the image), z = depth relative to the landmarks' mean depth, in the units of x (negative toward the
-        camera), as MediaPipe's FaceLandmarker reports it.
-    """
-    viewmat = torch.as_tensor(camera.viewmat, dtype=torch.float32)
-    K = torch.as_tensor(camera.K, dtype=torch.float32)
-    points = verts[:, landmark_index.to(verts.device)].detach().float().cpu() @ viewmat[:3, :3].T + viewmat[:3, 3]
-    depth = points[..., 2:3]
-    pixels = points[..., :2] / depth * K[[0, 1], [0, 1]] + K[:2, 2]
-    reference = depth.mean(1, keepdim=True)
-    # A depth offset d at distance Z moves a point by d · fx / Z pixels sideways; MediaPipe scales z like x.
-    z = (depth - reference) * K[0, 0] / reference / camera.width
-    out = torch.cat([pixels[..., :1] / camera.width, pixels[..., 1:2] / camera.height, z], -1)
-    return out.numpy().astype(np.float32)

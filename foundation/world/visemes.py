@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.synth.arkit import EXPRESSION_NAMES, shape_indices
+from datasets.schema import EXPRESSION_NAMES, expression_indices
 
 # class: (jaw angle in radians, {blendshape or its Left/Right stem: weight}, dominance)
 _CLASSES: dict[str, tuple[float, dict[str, float], float]] = {
@@ -44,7 +44,7 @@ _DOMINANCE = np.array([dom for _, _, dom in _CLASSES.values()], np.float32)  # [
 _SHAPES = np.zeros((len(VISEMES), len(EXPRESSION_NAMES)), np.float32)  # [V, 52]
 for _row, (_, _weights, _) in enumerate(_CLASSES.values()):
     for _name, _weight in _weights.items():
-        _SHAPES[_row, shape_indices(_name)] = _weight
+        _SHAPES[_row, expression_indices(_name)] = _weight
 _VOWELS = {VISEMES.index(v) for v in ("open", "mid", "spread", "round_close", "round_mid")}
 
 _ARPABET = {

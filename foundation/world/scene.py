@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from foundation.camera import Camera
+
 
 @dataclass(frozen=True)
 class Lighting:
@@ -36,27 +38,6 @@ class Lighting:
     def as_dict(self) -> dict[str, list]:
         return {"ambient": self.ambient.round(4).tolist(), "directions": self.directions.round(4).tolist(),
                 "colours": self.colours.round(4).tolist()}
-
-
-@dataclass(frozen=True)
-class Framing:
-    """A pinhole camera in the OpenCV convention (as `foundation.camera.Camera` stores it).
-
-    Fields:
-        viewmat: world→camera rigid transform (camera x right, y down, z forward). [4, 4]
-        K: pixel intrinsics. [3, 3]
-        width, height: image size in pixels.
-    """
-
-    viewmat: np.ndarray
-    K: np.ndarray
-    width: int
-    height: int
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        """The `mm.npz` camera keys."""
-        return {"viewmat": self.viewmat.astype(np.float32), "K": self.K.astype(np.float32),
-                "width": np.asarray(self.width, np.int64), "height": np.asarray(self.height, np.int64)}
 
 
 def _direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
@@ -126,7 +107,7 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
 
 
-def sample_framing(rng: np.random.Generator, height: int, width: int, eye_height_m: float = 0.0) -> Framing:
+def sample_framing(rng: np.random.Generator, height: int, width: int, eye_height_m: float = 0.0) -> Camera:
     """A frontal head-and-shoulders camera: 0.30–0.40 m of the subject fill the frame height at a 14–30° fov.
 
     eye_height_m: world height of the subject's eyes (the template's, about 0 for the default head).
@@ -136,21 +117,4 @@ def sample_framing(rng: np.random.Generator, height: int, width: int, eye_height
     distance = frame_height / (2 * math.tan(math.radians(fov) / 2))
     target = np.array([rng.uniform(-0.01, 0.01), eye_height_m - rng.uniform(0.03, 0.06), 0.0])
     eye = np.array([rng.uniform(-0.04, 0.04) * distance, target[1] + rng.uniform(-0.02, 0.1) * distance, distance])
-    return look_at(eye, target, fov, height, width)
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, fov_deg: float, height: int, width: int) -> Framing:
-    """Camera at `eye` (world metres) looking at `target`, world y up, vertical field of view `fov_deg`.
-
-    The same construction as `foundation.camera.Camera.look_at`, which `datasets` cannot import.
-    """
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 1.0, 0.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    viewmat = np.eye(4)
-    viewmat[:3, :3] = np.stack([right, down, forward])
-    viewmat[:3, 3] = -viewmat[:3, :3] @ eye
-    focal = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
-    K = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
-    return Framing(viewmat=viewmat, K=K, width=width, height=height)
+    return Camera.look_at(tuple(eye), tuple(target), fov_deg=fov, width=width, height=height)

@@ -1,1 +1,0 @@
-"""The synthetic talking-head world: scripted speech, talking motion and renders of made-up people."""
