@@ -1,6 +1,7 @@
-"""Render docs/head_model.png: the default head in a few poses, front and three-quarter (pytorch3d, CPU).
+"""Render docs/head_model.png: the default head in a few poses, front and three-quarter.
 
-Per-part flat colours and one point light: enough to judge the geometry, not the appearance model.
+Per-part flat colours, Gouraud-shaded by one point light, drawn with the head's one mesh renderer
+(`foundation.head.render_soft`, sharp): enough to judge the geometry, not the appearance model.
 Run: .venv/bin/python docs/make_head_model_sheet.py
 """
 
@@ -9,15 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pytorch3d.renderer import (
-    HardPhongShader, Materials, MeshRasterizer, MeshRenderer, PointLights, RasterizationSettings, TexturesVertex,
-)  # fmt: skip
-from pytorch3d.structures import Meshes
-from pytorch3d.utils import cameras_from_opencv_projection
-
 from foundation.camera import Camera
 from datasets.schema import EXPRESSION_NAMES
-from foundation.head import FaceParams, default_head_model
+from foundation.head import FaceParams, default_head_model, render_soft, vertex_normals
 
 COLOURS = {
     "face": (0.85, 0.65, 0.55), "scalp": (0.25, 0.18, 0.12), "neck": (0.82, 0.62, 0.52),
@@ -35,13 +30,14 @@ def render(model, verts: torch.Tensor, camera: Camera) -> np.ndarray:
         on_eye = model.part_mask("eye_l", "eye_r")
         colours[(near < 0.0059) & on_eye] = torch.tensor([0.3, 0.45, 0.6])
         colours[(near < 0.0025) & on_eye] = torch.tensor([0.02, 0.02, 0.02])
-    mesh = Meshes([verts], [model.faces], textures=TexturesVertex([colours]))
-    size = torch.tensor([[camera.height, camera.width]])
-    cameras = cameras_from_opencv_projection(camera.viewmat[None, :3, :3], camera.viewmat[None, :3, 3], camera.K[None], size)
-    settings = RasterizationSettings(image_size=(camera.height, camera.width), faces_per_pixel=1, bin_size=0)
-    lights = PointLights(location=(camera.center + torch.tensor([0.3, 0.5, 0.2]))[None], ambient_color=((0.35,) * 3,), diffuse_color=((0.65,) * 3,), specular_color=((0.1,) * 3,))
-    renderer = MeshRenderer(MeshRasterizer(cameras=cameras, raster_settings=settings), HardPhongShader(cameras=cameras, lights=lights, materials=Materials(shininess=10)))
-    return (renderer(mesh)[0, ..., :3].clamp(0, 1).numpy() * 255).astype(np.uint8)
+    normals = vertex_normals(verts, model.faces)
+    light = torch.nn.functional.normalize(camera.center + torch.tensor([0.3, 0.5, 0.2]) - verts, dim=-1)
+    toward_camera = torch.nn.functional.normalize(camera.center - verts, dim=-1)
+    normals = torch.where((normals * toward_camera).sum(-1, keepdim=True) < 0, -normals, normals)  # two-sided
+    shaded = colours * (0.35 + 0.65 * (normals * light).sum(-1, keepdim=True).clamp_min(0))
+    rgb, _ = render_soft(verts[None], model.faces, camera, shaded, sigma=1e-8, gamma=1e-6,
+                         background=torch.ones(3))
+    return (rgb[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
 
 
 def main(out: Path = Path(__file__).with_name("head_model.png"), size: int = 256) -> None:
