@@ -1,5 +1,5 @@
 # replica — every target does its own set-up on a fresh machine and is a quick no-op when set up.
-#   make test    the whole suite (CPU, < 15 min on 2 cores)
+#   make test    the layering contracts, then the whole suite (CPU, < 15 min on 2 cores)
 #   make demo    the system end to end on tiny data
 #   make bench   speed/memory benchmarks → bench/results/*.json
 
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.replica-installed
 # Debian packages replica needs at run time (TTS engines for the voice pool).
 DEBS   := espeak-ng flite
 
-.PHONY: setup debs test demo bench clean
+.PHONY: setup debs test demo docs bench clean
 
 setup: debs $(STAMP)
 
@@ -32,18 +32,25 @@ debs:
 	fi
 
 test: setup
+	$(VENV)/bin/lint-imports --cache-dir .cache/import-linter
 	$(PY) -m pytest -q
 
 DEMO_OUT := runs/demo
 
+# The demo writes only under runs/; `make docs` refreshes the pictures and tables kept in docs/.
 demo: setup
 	$(VENV)/bin/replica demo --out $(DEMO_OUT)
-	@# the pictures a new user should look at, kept beside the docs
+
+docs: demo
 	cp $(DEMO_OUT)/data/contact_sheet.png docs/demo_synth_contact_sheet.png
 	cp $(DEMO_OUT)/avatar/side_by_side.png docs/demo_avatar_side_by_side.png
+	$(PY) docs/synth_contact_sheet.py
+	$(PY) docs/make_head_model_sheet.py
+	$(PY) docs/motion_curves.py
+	$(PY) bench/avatar_quality.py --sheet docs/avatar_side_by_side.png
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .cache

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import describe_machine  # noqa: E402
 from datasets import storage  # noqa: E402
 from datasets.loader import LoaderConfig, ShardLoader, iter_tar_samples  # noqa: E402
+from datasets.s3server import moto_server, s3_environment  # noqa: E402
 from datasets.schema import decode  # noqa: E402
 from datasets.shards import read_manifest, write_dataset  # noqa: E402
-from tests.datasets.factory import toy_sample  # noqa: E402
-from tests.s3server import moto_server  # noqa: E402
+from datasets.toy import toy_sample  # noqa: E402
 
 
 def raw_read(url: str) -> tuple[float, int]:
@@ -102,19 +102,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     samples = [toy_sample(f"k{i:04d}", 4.0, speaker=f"s{i % 8}", seed=i) for i in range(args.samples)]
-    results = {"machine": describe_machine(), "samples": args.samples, "sample_seconds": 4.0, "repeats": args.repeats}
+    machine = describe_machine(packages=("s3fs", "fsspec", "aiobotocore", "botocore"))  # the S3 figures hang on them
+    results = {"machine": machine, "samples": args.samples, "sample_seconds": 4.0, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "ds")
         manifest = write_dataset(local, samples, max_count=16)
         results["dataset_MB"] = manifest.num_bytes / 1e6
         results["local"] = measure(local, args.repeats)
         print("local", json.dumps(results["local"], indent=1))
-        with moto_server() as endpoint:
+        with moto_server() as endpoint, s3_environment(endpoint):
             import boto3
 
-            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                              AWS_ENDPOINT_URL=endpoint)
-            storage.configure(storage.S3Options(endpoint_url=endpoint))
             boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
             write_dataset("s3://bench/ds", samples, max_count=16)
             results["s3_loopback"] = measure("s3://bench/ds", args.repeats)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import platform
 
 
-def describe_machine() -> dict:
-    """CPU model, core count, memory, torch version/threads and the GPU if any."""
+def describe_machine(packages: tuple[str, ...] = ()) -> dict:
+    """CPU model, core count, memory, torch version/threads, the GPU if any, and the installed versions of
+    `packages` (the libraries a benchmark's numbers depend on; None: not installed)."""
     import torch
 
     cpu = platform.processor() or "unknown"
@@ -26,4 +28,13 @@ def describe_machine() -> dict:
             "device": "cpu"}
     if torch.cuda.is_available():
         info["device"] = f"cuda: {torch.cuda.get_device_name(0)}"
+    if packages:
+        info["packages"] = {name: _installed(name) for name in packages}
     return info
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None

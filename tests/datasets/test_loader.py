@@ -11,7 +11,7 @@ from datasets.errors import ReplicaError
 from datasets.loader import LoaderConfig, ShardLoader, iter_tar_samples
 from datasets.schema import wav_bytes
 from datasets.shards import ShardInfo, write_dataset, write_manifest
-from tests.datasets.factory import toy_sample
+from datasets.toy import toy_sample
 
 N = 24
 

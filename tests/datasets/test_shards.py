@@ -10,7 +10,7 @@ from datasets import storage
 from datasets.errors import ReplicaError
 from datasets.schema import decode, encode
 from datasets.shards import ShardWriter, read_manifest, write_dataset, write_manifest
-from tests.datasets.factory import toy_sample
+from datasets.toy import toy_sample
 
 
 def test_writer_rolls_shards_by_count_and_manifest_describes_them(any_root):

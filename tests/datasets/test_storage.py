@@ -6,7 +6,7 @@ import pytest
 
 from datasets import storage
 from datasets.errors import ReplicaError
-from tests.s3server import free_port
+from datasets.s3server import free_port
 
 
 def test_round_trip_write_list_read(any_root):

@@ -4,7 +4,7 @@ import webdataset
 
 from datasets.schema import encode
 from datasets.shards import read_manifest, webdataset_urls, write_dataset
-from tests.datasets.factory import toy_sample
+from datasets.toy import toy_sample
 
 
 def members(sample: dict) -> dict:

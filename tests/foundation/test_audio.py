@@ -10,7 +10,7 @@ from datasets.loader import LoaderConfig, ShardLoader
 from datasets.shards import write_dataset
 from foundation.audio import (AAMSoftmax, AudioEncoder, AudioEncoderConfig, BatchFeatures, CPCLoss, FeatureConfig,
                               log_mel, mfcc, n_frames, speaker_ids, speaker_vocab)
-from tests.datasets.factory import toy_sample
+from datasets.toy import toy_sample
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,9 +1,13 @@
-"""`replica doctor` run as a user runs it: the installed console script."""
+"""`replica doctor` run as a user runs it (the installed console script), and its version rules."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+
+from launch.doctor import s3fs_check
 
 REPLICA = str(Path(sys.executable).parent / "replica")
 
@@ -20,7 +24,9 @@ def test_doctor_reports_stack_runtime_and_storage(tmp_path):
     for name in ("torch", "torchaudio", "gsplat", "ray", "deepspeed", "cuda", "gsplat kernels", "renderer",
                  "storage"):
         assert any(line.split()[1:2] == name.split()[:1] for line in lines), f"no line for {name}"
-    assert any("torch (CPU reference rasterizer)" in line for line in lines)
+    renderer = "gsplat (CUDA)" if torch.cuda.is_available() else "torch (CPU reference rasterizer)"
+    assert any(line.split()[1:] == ["renderer", *renderer.split()] for line in lines)
+    assert any(line.startswith("ok   s3fs") for line in lines), "the installed s3fs does not match fsspec"
     assert any("local Ray, started on demand" in line for line in lines)
     assert any(line.startswith("ok   storage") for line in lines)
     assert lines[-1].startswith("verdict: ready")
@@ -52,3 +58,19 @@ def test_bad_config_key_is_one_line_error(tmp_path):
     result = run("doctor", "--set", "runtime.gpus=2", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: config key runtime.gpus: unknown key"
+
+
+def test_s3fs_matching_fsspec_is_ok_and_names_the_stack():
+    check = s3fs_check("2026.9.0", "2026.9.0", "3.10.0")
+    assert (check.name, check.status) == ("s3fs", "ok")
+    assert check.detail == "2026.9.0 (fsspec 2026.9.0, aiobotocore 3.10.0)"
+
+
+def test_s3fs_not_matching_fsspec_is_a_warning():
+    check = s3fs_check("0.4.2", "2026.9.0", None)
+    assert check.status == "warn"
+    assert check.detail.startswith("0.4.2 (fsspec 2026.9.0, aiobotocore not installed): s3fs should have fsspec's")
+
+
+def test_missing_s3fs_fails():
+    assert s3fs_check(None, "2026.9.0", None).status == "fail"

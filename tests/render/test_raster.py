@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from gsplat.cuda import _torch_impl as gsplat_torch  # gsplat's own maths in plain torch: runs on CPU too
 
 from datasets.errors import ReplicaError
 from render.projection import project_gaussians
@@ -145,7 +146,6 @@ def test_sh_colour_is_evaluated_toward_each_camera_position():
 
 
 def test_sh_bases_match_gsplats_constants():
-    gsplat_torch = pytest.importorskip("gsplat.cuda._torch_impl")  # plain torch code, runs on CPU
     dirs = torch.nn.functional.normalize(torch.randn(50, 3, generator=torch.Generator().manual_seed(3)), dim=-1)
     for degree in range(4):
         expected = gsplat_torch._eval_sh_bases_fast((degree + 1) ** 2, dirs)
@@ -153,7 +153,6 @@ def test_sh_bases_match_gsplats_constants():
 
 
 def test_projection_matches_gsplats_reference_maths():
-    gsplat_torch = pytest.importorskip("gsplat.cuda._torch_impl")
     means, quats, scales, opacities, _ = random_scene(40, seed=4)
     viewmat, K = camera(64, 48)
     ours = project_gaussians(means, quats, scales, opacities, viewmat, K, 64, 48)

@@ -1,4 +1,5 @@
-"""Tiny schema-valid samples for data-layer tests (deterministic, a few kB each)."""
+"""Tiny, deterministic, schema-valid samples (a tone in noise, random landmarks and head parameters, a few kB
+each): the data-layer fixtures shared by tests and benchmarks, and a way to try the loader without rendering."""
 
 import numpy as np
 
