@@ -9,8 +9,9 @@ bad, tell the user which ones failed and why". `map_with_progress` is that, over
 Each task runs `fn(item)` in a Ray worker with the driver's storage settings applied. An exception
 raised by `fn` (a `ReplicaError` naming a bad input, or anything else) and a task lost with its
 worker are caught and returned as a `Failure` for that item; the other items carry on. The driver
-shows a rich progress bar advanced as tasks finish (`ray.wait`), so the bar moves in completion
-order, while results come back in item order.
+shows a progress bar (`datasets.progress`: in place on a terminal, a line every few seconds in a log)
+advanced as tasks finish (`ray.wait`), so the bar moves in completion order, while results come back
+in item order.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cluster.runtime import RuntimeConfig, init_ray
 from datasets import storage
+from datasets.progress import progress_bar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -68,6 +69,7 @@ def map_with_progress(fn: Callable[[Item], Result], items: Sequence[Item], desc:
     settings, not arrays). desc: label of the progress bar. num_cpus: CPUs Ray reserves per task.
     max_in_flight: at most this many tasks submitted at once (None: all; bounds driver memory for
     very long lists). runtime: how to reach or start Ray (used only if Ray is not yet running).
+    console: the bar is written to its file (default: stderr). show_progress: False shows no bar.
 
     results: one entry per item, in item order: fn's return value, or None where the item failed.
     failures: one `Failure` per failed item, in item order.
@@ -80,10 +82,8 @@ def map_with_progress(fn: Callable[[Item], Result], items: Sequence[Item], desc:
     pending: dict[Any, int] = {}
     limit = max_in_flight or max(1, len(items))
     next_index = 0
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=not show_progress, transient=False)
-    with progress:
-        bar = progress.add_task(desc, total=len(items))
+    with progress_bar(total=len(items), desc=desc, disable=not show_progress, leave=True,
+                      file=console.file if console is not None else None) as bar:
         while next_index < len(items) or pending:
             while next_index < len(items) and len(pending) < limit:
                 pending[task.remote(fn_ref, items[next_index], s3)] = next_index
@@ -99,6 +99,6 @@ def map_with_progress(fn: Callable[[Item], Result], items: Sequence[Item], desc:
                     results[index] = value
                 else:
                     failures.append(Failure(index, items[index], value))
-                progress.advance(bar)
+                bar.update(1)
     failures.sort(key=lambda f: f.index)
     return results, failures

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from datasets.errors import ReplicaError
-from launch.context import ConfigOpt, SetOpt, console, err_console, load
+from launch.context import ConfigOpt, SetOpt, console, err_console, load, output
 
 app = typer.Typer(
     help="replica: train foundation models and build talking-avatar replicas on a Ray cluster.",
@@ -50,12 +50,13 @@ def doctor(config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
 
 @app.command()
 def demo(config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt,
-         out: str = typer.Option("./runs/demo", help="Where the demo writes its outputs (path or URL).")):
+         out: Optional[str] = typer.Option(None, help="Where the demo writes all its outputs (path or URL) "
+                                                      "[default: <storage.root>/demo].")):
     """Run the whole system end to end on tiny data (CPU-friendly)."""
     from launch.demo import run_demo
 
     cfg = load(config, overrides)
-    run_demo(cfg, out, console)
+    run_demo(cfg, output(cfg, out, "demo"), console)
 
 
 def _planned(group: str, what: str) -> typer.Typer:

