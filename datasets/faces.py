@@ -105,3 +105,21 @@ def track_faces(frames: np.ndarray, fps: float = 25.0, min_confidence: float = 0
                 if category.category_name in column:
                     blendshapes[i, column[category.category_name]] = category.score
     return FaceTrack(lmk=_fill_gaps(lmk, found), blendshapes=_fill_gaps(blendshapes, found), found=found)
+
+
+def count_faces(frames: np.ndarray, max_faces: int = 3, min_confidence: float = 0.5) -> np.ndarray:
+    """How many faces MediaPipe's FaceLandmarker finds in each of a few (independent) images.
+
+    frames: uint8 [N, H, W, 3] RGB. Returns int [N], each at most `max_faces`.
+    """
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=landmarker_model_path()), running_mode=vision.RunningMode.IMAGE,
+        num_faces=max_faces, min_face_detection_confidence=min_confidence,
+        min_face_presence_confidence=min_confidence)
+    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        return np.array([len(landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                        data=np.ascontiguousarray(rgb))).face_landmarks)
+                         for rgb in np.asarray(frames)], dtype=np.int64)

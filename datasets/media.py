@@ -39,7 +39,9 @@ class MediaInfo:
     """What a media file holds (from its headers; nothing is decoded).
 
     duration_s: seconds covered by the longest stream. fps: average video frame rate (frames/s).
-    width/height: video frame size in pixels. sample_rate: audio samples/s of the source.
+    width/height: video frame size in pixels as displayed (after the rotation). rotation: the counter-clockwise
+    quarter turns, in degrees, the file asks players to apply (phones record portrait video as rotated
+    landscape); `iter_video` applies it. sample_rate: audio samples/s of the source.
     Video fields are None without a video track, audio fields None without an audio track.
     """
 
@@ -50,6 +52,7 @@ class MediaInfo:
     fps: float | None = None
     width: int | None = None
     height: int | None = None
+    rotation: int = 0
     video_codec: str | None = None
     audio_codec: str | None = None
     sample_rate: int | None = None
@@ -121,12 +124,29 @@ def probe(url: str) -> MediaInfo:
         info = MediaInfo(url=url, duration_s=float(duration), has_audio=audio is not None, has_video=video is not None)
         if video is not None:
             rate = video.average_rate or video.guessed_rate
-            info = replace(info, fps=float(rate) if rate else None, width=video.codec_context.width,
-                            height=video.codec_context.height, video_codec=video.codec_context.name)
+            rotation = _rotation(container, video, url)
+            width, height = video.codec_context.width, video.codec_context.height
+            if rotation % 180:
+                width, height = height, width
+            info = replace(info, fps=float(rate) if rate else None, width=width, height=height, rotation=rotation,
+                           video_codec=video.codec_context.name)
         if audio is not None:
             info = replace(info, audio_codec=audio.codec_context.name, sample_rate=audio.codec_context.sample_rate,
                             channels=audio.codec_context.channels)
         return info
+
+
+def _rotation(container, stream, url: str) -> int:
+    """The display rotation of a video stream in degrees (counter-clockwise, a multiple of 90), read from its
+    first frame's display matrix; the container is rewound afterwards."""
+    with _decoding(url):
+        for frame in container.decode(stream):
+            rotation = int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+            break
+        else:
+            rotation = 0
+    container.seek(0)
+    return rotation
 
 
 def read_audio(url: str, sample_rate: int = 16_000) -> np.ndarray:
@@ -171,8 +191,9 @@ def iter_video(url: str, fps: float = 25.0, size: int | None = None) -> Iterator
     Output frame k shows the source frame whose timestamp is nearest to k / fps (measured from
     the first frame), so variable-rate and 30/60 fps sources become exactly `fps` frames per
     second; the count is round(video duration × fps). `size`: scale so the longer side is `size`
-    pixels (aspect kept, both sides even); None keeps the source size. Memory stays at two frames,
-    so this suits long videos; `read_video` stacks it.
+    pixels (aspect kept, both sides even); None keeps the source size. A display rotation in the file
+    (portrait phone video) is applied, so frames come out the way players show them. Memory stays at two
+    frames, so this suits long videos; `read_video` stacks it.
     """
     if fps <= 0:
         raise ReplicaError(f"fps={fps}", "must be positive")
@@ -187,16 +208,18 @@ def iter_video(url: str, fps: float = 25.0, size: int | None = None) -> Iterator
         index, origin = 0, None
         held = held_rgb = None  # the latest decoded source frame, converted only if it is shown
         held_t = 0.0
+        turns = 0
         with _decoding(url):
             for frame in container.decode(stream):
+                if held is None:
+                    turns = int(round((frame.rotation or 0) / 90.0)) % 4
                 t = float(frame.time) if frame.time is not None else (held_t + 1 / float(rate) if held else 0.0)
                 if held is None:
                     origin, held, held_t = t, frame, t
                     continue
                 # the held frame is nearest for every output time before the midpoint to this one
                 while origin + index / fps < (held_t + t) / 2:
-                    held_rgb = held_rgb if held_rgb is not None else held.to_ndarray(
-                        format="rgb24", width=width, height=height)
+                    held_rgb = held_rgb if held_rgb is not None else _rgb(held, width, height, turns)
                     yield held_rgb
                     index += 1
                 held, held_rgb, held_t = frame, None, t
@@ -205,9 +228,16 @@ def iter_video(url: str, fps: float = 25.0, size: int | None = None) -> Iterator
         end = held_t + (float(held.duration * held.time_base) if held.duration else 1 / float(rate))
         total = max(index, int(round((end - origin) * fps)))
         while index < total:
-            held_rgb = held_rgb if held_rgb is not None else held.to_ndarray(format="rgb24", width=width, height=height)
+            held_rgb = held_rgb if held_rgb is not None else _rgb(held, width, height, turns)
             yield held_rgb
             index += 1
+
+
+def _rgb(frame, width: int, height: int, turns: int) -> np.ndarray:
+    """A decoded frame as uint8 RGB [H, W, 3] at width × height (stored orientation), then turned
+    `turns` quarter turns counter-clockwise for display."""
+    rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def read_video(url: str, fps: float = 25.0, size: int | None = None) -> np.ndarray:

@@ -70,7 +70,6 @@ def _planned(group: str, what: str) -> typer.Typer:
 
 
 for _group, _what in [
-    ("create", "Create a replica from a 1–2 minute video of a person"),
     ("render", "Render a script to an mp4 with a replica (text → speech → face → video)"),
     ("serve", "Serve replicas for generation with Ray Serve"),
     ("fleet", "Fan out replica creation over thousands of people"),
@@ -78,18 +77,15 @@ for _group, _what in [
     app.add_typer(_planned(_group, _what), name=_group)
 
 
-@app.command()
-def submit(args: List[str] = typer.Argument(None, help="The replica command to run on the cluster.")):
-    """Submit a replica command to a Ray cluster as a Ray Job (planned)."""
-    raise ReplicaError("replica submit", "not built yet: Ray Jobs submission comes in a later release")
-
-
 def _register_groups() -> None:
-    from launch import avatar_cli, data_cli, pretrain_cli
+    from launch import avatar_cli, create_cli, data_cli, jobs_cli, pretrain_cli
 
+    create_cli.register(app)
     app.add_typer(data_cli.app, name="data")
     app.add_typer(pretrain_cli.app, name="pretrain")
     app.add_typer(avatar_cli.app, name="avatar")
+    app.command("submit", context_settings=jobs_cli.SUBMIT_CONTEXT)(jobs_cli.submit)
+    app.add_typer(jobs_cli.app, name="jobs")
 
 
 _register_groups()

@@ -29,6 +29,8 @@ from foundation.audio.features import FeatureConfig
 from foundation.training.config import TrainConfig
 from render.avatar import AvatarConfig
 from render.refine import RefineConfig
+from personalize.ingest import PersonIngestConfig
+from personalize.tracking import TrackingConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -77,6 +79,10 @@ class ReplicaConfig(Section):
     """Gaussian avatar: size, SH degree, Gaussian budget, schedule, loss weights, densification."""
     refine: RefineConfig = RefineConfig()
     """GAN refiner after splatting: size, schedule, loss weights (enabled: false switches it off)."""
+    creation: PersonIngestConfig = PersonIngestConfig()
+    """`replica create`'s checks of a person's video and its face crop."""
+    tracking: TrackingConfig = TrackingConfig()
+    """How `replica create` fits the head model to every frame (landmarks, then photometry)."""
     demo: DemoConfig = DemoConfig()
     """What `replica demo` builds beyond the sections above."""
 

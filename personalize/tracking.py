@@ -348,9 +348,14 @@ def overlay(frame: np.ndarray, verts: Tensor, faces: Tensor, camera: Camera) -> 
 
 
 def contact_sheet(frames: np.ndarray, tracking: Tracking, rows: int = 4) -> np.ndarray:
-    """frame | fitted mesh overlay | textured render, for `rows` evenly spread frames. uint8 [H·rows, 3W, 3]"""
+    """frame | fitted mesh overlay | textured render, for `rows` evenly spread frames, drawn at least 256 px tall
+    (small frames are enlarged first so the mesh stays readable). uint8 [H'·rows, 3W', 3]"""
     head = default_head_model()
     person = tracking.person
+    zoom = max(1, 256 // frames.shape[1])
+    frames = frames.repeat(zoom, axis=1).repeat(zoom, axis=2) if zoom > 1 else frames
+    camera = Camera(person.camera.viewmat, person.camera.K * torch.tensor([[zoom], [zoom], [1.0]]),
+                    person.camera.width * zoom, person.camera.height * zoom)
     picks = np.unique(np.linspace(0, len(frames) - 1, min(rows, len(frames))).round().astype(int))
     params = FaceParams(person.params.shape, *(getattr(person.params, n)[picks]
                                                for n in ("expr", "jaw", "neck", "rot", "trans")))
@@ -359,8 +364,8 @@ def contact_sheet(frames: np.ndarray, tracking: Tracking, rows: int = 4) -> np.n
         face_tris = head.faces[(head.part[head.faces] == head.part_names.index("face")).all(1)]
         texture = UVTexture(head.verts_uvs, head.faces_uvs[(head.part[head.faces] == head.part_names.index("face")).all(1)],
                             torch.as_tensor(tracking.texture))
-        rgb, alpha = render_soft(verts, face_tris, person.camera, texture, sigma=1e-7)
+        rgb, alpha = render_soft(verts, face_tris, camera, texture, sigma=1e-7)
     renders = (rgb * alpha[..., None] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-    lines = [np.concatenate([frames[i], overlay(frames[i], verts[k], head.faces, person.camera), renders[k]], 1)
+    lines = [np.concatenate([frames[i], overlay(frames[i], verts[k], head.faces, camera), renders[k]], 1)
              for k, i in enumerate(picks)]
     return np.concatenate(lines, 0)

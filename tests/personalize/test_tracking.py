@@ -72,7 +72,7 @@ def test_a_real_face_is_tracked_and_the_contact_sheet_has_three_columns():
     assert result.metrics["found_fraction"] == 1.0
     assert result.metrics["landmark_px_median"] < 3.0
     sheet = contact_sheet(frames, result, rows=2)
-    assert sheet.shape == (2 * 128, 3 * 128, 3) and sheet.dtype == np.uint8
+    assert sheet.shape == (2 * 256, 3 * 256, 3) and sheet.dtype == np.uint8  # 128² frames are drawn at 2×
 
 
 def test_no_face_anywhere_is_a_clear_error():

@@ -1,0 +1,175 @@
+"""Ingest one person's video for replica creation: checks, 16 kHz speech, a stable face crop, its landmarks.
+
+What phones and webcams produce goes in as it is: portrait or landscape (the display rotation in the file is
+honoured by `datasets.media`), variable frame rate (resampled to 25 fps), 720p–4K, stereo 44.1/48 kHz AAC
+(→ 16 kHz mono). The video is streamed twice and never held whole at its own resolution:
+
+1. at `track_size` pixels (longer side) MediaPipe tracks the face in every frame;
+2. a square crop box per frame is derived from the landmarks, its centre smoothed over time and its side fixed
+   for the whole video (the largest smoothed face size × `margin`), so the crop follows the head without ever
+   jumping or zooming; the frames are streamed again at full size and cut to `image_size`².
+
+Before any heavy work it rejects, with a one-line reason (`ReplicaError(url, reason)`): unreadable or truncated
+files and files without a video track (`datasets.media`), no audio track, too short (`min_seconds`), no
+speech (voice activity), no face in most frames, several faces, a face too small. The result reports the usable
+fraction (frames where the face was found).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field
+from scipy.ndimage import gaussian_filter1d
+
+from datasets import media
+from datasets.config import Section
+from datasets.errors import ReplicaError
+from datasets.faces import count_faces, track_faces
+from datasets.ingest import speech_mask
+from datasets.schema import FPS, SAMPLE_RATE
+
+
+class PersonIngestConfig(Section):
+    """How a person's video is checked and cut to a face crop."""
+
+    track_size: int = Field(512, ge=64)
+    """Frames are scaled so their longer side is this many pixels for face tracking."""
+    min_seconds: float = Field(30.0, ge=0)
+    """Videos shorter than this are rejected."""
+    min_face_fraction: float = Field(0.8, ge=0, le=1)
+    """The face must be found in at least this share of frames."""
+    min_face_px: float = Field(64.0, ge=0)
+    """The face (its landmarks' height) must span at least this many pixels of the original video."""
+    min_speech_fraction: float = Field(0.2, ge=0, le=1)
+    """At least this share of the audio must be speech (webrtcvad)."""
+    face_check_frames: int = Field(8, ge=1)
+    """Frames (evenly spread) checked for a second face."""
+    margin: float = Field(1.9, ge=1.0)
+    """Crop side as a multiple of the face's height (room for hair, chin and shoulders)."""
+    smooth_s: float = Field(0.5, gt=0)
+    """Time scale (seconds) of the crop centre's smoothing."""
+
+
+@dataclass
+class PersonVideo:
+    """A person's video, ingested.
+
+    Fields:
+        frames: the face crop of every frame at 25 fps, RGB. uint8 [F, S, S, 3]
+        audio: speech, mono float32 at 16 kHz. [T]
+        lmk: MediaPipe landmarks in the crop's normalised coordinates. [F, 478, 3]
+        blendshapes: MediaPipe's expression scores, `EXPRESSION_NAMES` order. [F, 52]
+        found: frames where the face was found (others interpolated). [F] bool
+        boxes: crop box per frame in source pixels: x0, y0, side. [F, 3]
+        info: the source's MediaInfo; report: JSON-able checks and numbers (usable fraction, …).
+    """
+
+    frames: np.ndarray
+    audio: np.ndarray
+    lmk: np.ndarray
+    blendshapes: np.ndarray
+    found: np.ndarray
+    boxes: np.ndarray
+    info: media.MediaInfo
+    report: dict
+
+
+def check_media(url: str, cfg: PersonIngestConfig) -> tuple[media.MediaInfo, np.ndarray]:
+    """The cheap checks (headers and audio only): returns the media info and 16 kHz mono speech."""
+    info = media.probe(url)
+    if not info.has_video:
+        raise ReplicaError(url, "no video track")
+    if not info.has_audio:
+        raise ReplicaError(url, "no audio track: replica learns the voice and lip sync from the video's sound")
+    if info.duration_s < cfg.min_seconds:
+        raise ReplicaError(url, f"{info.duration_s:.1f} s long, shorter than the {cfg.min_seconds:g} s minimum "
+                                "(creation.min_seconds)")
+    audio = media.read_audio(url, SAMPLE_RATE)
+    speech = float(speech_mask(audio).mean()) if len(audio) >= SAMPLE_RATE // 10 else 0.0
+    if speech < cfg.min_speech_fraction:
+        raise ReplicaError(url, f"no speech: voice activity in {100 * speech:.0f}% of the audio "
+                                f"(at least {100 * cfg.min_speech_fraction:.0f}% needed)")
+    return info, audio
+
+
+def crop_boxes(lmk: np.ndarray, width: int, height: int, cfg: PersonIngestConfig) -> np.ndarray:
+    """Square crop boxes (x0, y0, side in source pixels) [F, 3] from landmarks [F, 478, 3] (normalised).
+
+    The side is one number for the whole video; the centre is the landmarks' box centre, Gaussian-smoothed
+    over `smooth_s` seconds so it glides with the head instead of jittering with the tracker.
+    """
+    xy = lmk[..., :2] * np.array([width, height])
+    low, high = xy.min(1), xy.max(1)
+    centre = gaussian_filter1d((low + high) / 2, sigma=cfg.smooth_s * FPS, axis=0, mode="nearest")
+    face = gaussian_filter1d(high[:, 1] - low[:, 1], sigma=cfg.smooth_s * FPS, mode="nearest")
+    side = float(min(face.max() * cfg.margin, max(width, height)))
+    # look a little below the landmarks' centre: the crop holds the chin and the top of the shoulders
+    centre = centre + np.array([0.0, 0.08 * side])
+    return np.concatenate([centre - side / 2, np.full((len(lmk), 1), side)], 1)
+
+
+def ingest_person(url: str, image_size: int, cfg: PersonIngestConfig | None = None) -> PersonVideo:
+    """Check a person's video and cut it to a stable face crop with landmarks; see the module docstring.
+
+    image_size: side of the square crop in pixels (the avatar's training resolution).
+    """
+    cfg = cfg or PersonIngestConfig()
+    info, audio = check_media(url, cfg)
+    small = media.read_video(url, fps=FPS, size=cfg.track_size)
+    track = track_faces(small, FPS)
+    found = track.found_fraction
+    if found < cfg.min_face_fraction:
+        raise ReplicaError(url, f"no face in most frames: found in {100 * found:.0f}% "
+                                f"(at least {100 * cfg.min_face_fraction:.0f}% needed)")
+    picks = np.unique(np.linspace(0, len(small) - 1, cfg.face_check_frames).round().astype(int))
+    crowded = count_faces(small[picks]) >= 2
+    if crowded.mean() > 0.5:
+        raise ReplicaError(url, f"several faces in {int(crowded.sum())} of {len(picks)} checked frames: a replica "
+                                "is made from a video of one person")
+    width, height = info.width, info.height
+    face_px = np.median(np.ptp(track.lmk[track.found, :, 1], axis=1)) * height
+    if face_px < cfg.min_face_px:
+        raise ReplicaError(url, f"face too small: {face_px:.0f} px tall (at least {cfg.min_face_px:g} px)")
+    boxes = crop_boxes(track.lmk, width, height, cfg)
+    frames = np.empty((len(small), image_size, image_size, 3), np.uint8)
+    count = 0
+    for index, rgb in enumerate(media.iter_video(url, fps=FPS)):
+        if index >= len(frames):
+            break
+        frames[index] = _cut(rgb, boxes[index], image_size)
+        count += 1
+    frames = frames[:count]
+    # landmarks in the crop's own normalised coordinates (z scales like x)
+    x0, y0, side = boxes[:count, :1, None], boxes[:count, 1:2, None], boxes[:count, 2:3, None]
+    xy = track.lmk[:count, :, :2] * np.array([width, height])
+    lmk = np.concatenate([(xy[..., :1] - x0) / side, (xy[..., 1:2] - y0) / side,
+                          track.lmk[:count, :, 2:3] * width / side], -1).astype(np.float32)
+    n_audio = int(round(count / FPS * SAMPLE_RATE))
+    audio = np.pad(audio[:n_audio], (0, max(0, n_audio - len(audio))))
+    report = {"source": url, "duration_s": round(info.duration_s, 2), "frames": count,
+              "source_size": [width, height], "rotation": info.rotation, "source_fps": info.fps,
+              "source_audio": {"codec": info.audio_codec, "sample_rate": info.sample_rate, "channels": info.channels},
+              "usable_fraction": round(found, 4), "face_px": round(float(face_px), 1),
+              "crop_side_px": round(float(boxes[0, 2]), 1), "image_size": image_size}
+    return PersonVideo(frames, audio.astype(np.float32), lmk, track.blendshapes[:count], track.found[:count],
+                       boxes[:count], info, report)
+
+
+def _cut(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """The square `box` (x0, y0, side) of an RGB frame resampled to size² (edge pixels repeat outside)."""
+    from scipy.ndimage import map_coordinates
+
+    x0, y0, side = box
+    centres = (np.arange(size) + 0.5) * side / size - 0.5
+    rows, cols = np.meshgrid(y0 + centres, x0 + centres, indexing="ij")
+    # a crop shrinks the picture many times: average a few samples per output pixel against aliasing
+    step = side / size
+    offsets = (np.arange(3) - 1) * step / 3
+    out = np.zeros((size, size, 3), np.float32)
+    for dy in offsets:
+        for dx in offsets:
+            for c in range(3):
+                out[..., c] += map_coordinates(rgb[..., c], [rows + dy, cols + dx], order=1, mode="nearest")
+    return np.clip(out / len(offsets) ** 2 + 0.5, 0, 255).astype(np.uint8)
