@@ -1,23 +1,29 @@
-"""replica.foundation: the models every replica is built from, and their pre-training.
+"""replica.foundation: what every replica is built from, one sub-package per component.
 
-Public API (imported lazily):
+    head/        the morphable head model, FaceParams, the params.npz reader/writer, the one mesh renderer
+    camera.py    the pinhole camera (OpenCV / gsplat convention)
+    tts/         the TTS voice pool (piper, flite, espeak-ng)
+    audio/       log-mel features and the audio encoder;  animation/  the animator;  conformer.py  their backbone
+    world/       the synthetic talking-head world (exact ground truth for every stage)
+    training/    pre-training components and `build_trainer` (the Ray driver is `cluster.pretrain`)
+    evaluation/  metrics (EER, LVE/MVE, baselines) and the runner that writes eval.json
+    models.py    the exported models on storage: `load_audio_encoder`, `load_animator`
 
-    HeadModel, FaceParams, default_head_model, EXPRESSION_NAMES    the morphable head model (foundation.head)
-    Camera                                                          pinhole camera, OpenCV/gsplat convention
-    list_voices, synthesize                                         the TTS voice pool (foundation.tts)
-    AudioEncoder, Animator                                          the two pre-trained models
-    pretrain                                                        Ray Train + DeepSpeed pre-training (foundation.train)
-    evaluate_run                                                    EER / LVE against references (foundation.evaluate)
+Public API (imported lazily, so `import foundation` stays cheap): HeadModel, FaceParams, PersonParams,
+default_head_model, load_params, save_params, Camera, list_voices, synthesize, AudioEncoder, Animator,
+SynthConfig, SynthWorld, build_trainer, evaluate_run, load_audio_encoder, load_animator.
 """
 
 from datasets.exports import lazy_getattr
 
 _EXPORTS = {
-    "HeadModel": "foundation.head", "FaceParams": "foundation.head",
-    "default_head_model": "foundation.head", "EXPRESSION_NAMES": "foundation.head",
+    "HeadModel": "foundation.head", "FaceParams": "foundation.head", "PersonParams": "foundation.head",
+    "default_head_model": "foundation.head", "load_params": "foundation.head", "save_params": "foundation.head",
     "Camera": "foundation.camera", "list_voices": "foundation.tts", "synthesize": "foundation.tts",
     "AudioEncoder": "foundation.audio.encoder", "Animator": "foundation.animation.model",
-    "pretrain": "foundation.train", "evaluate_run": "foundation.evaluate",
+    "SynthConfig": "foundation.world", "SynthWorld": "foundation.world",
+    "build_trainer": "foundation.training", "evaluate_run": "foundation.evaluation",
+    "load_audio_encoder": "foundation.models", "load_animator": "foundation.models",
 }
 __all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr("foundation", _EXPORTS)
