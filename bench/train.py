@@ -34,12 +34,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.machine import describe_machine  # noqa: E402
+from cluster.pretrain import pretrain  # noqa: E402
 from datasets.loader import ShardLoader, dataset_speakers  # noqa: E402
 from datasets.shards import write_dataset  # noqa: E402
-from foundation.objectives import AudioObjective  # noqa: E402
-from foundation.train import pretrain  # noqa: E402
+from foundation.training import AudioObjective  # noqa: E402
 from launch.config import load_config  # noqa: E402
-from tests.datasets.factory import toy_sample  # noqa: E402
+from datasets.toy import toy_sample  # noqa: E402
 
 WINDOW = 20  # steps per throughput window; also how often Ray Train reports (a barrier each time)
 

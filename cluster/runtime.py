@@ -6,12 +6,15 @@
   gsplat. Everything downstream asks `resolve(cfg)` instead of probing for itself.
 - Logging: configured once with rich, quiet by default, `-v` for more.
 - Storage: the S3 endpoint from the config is applied here, and handed to Ray workers as env vars.
+- Training workers: their environment (storage credentials, `DS_ACCELERATOR` on CPU, the wandb key) and
+  the wandb mode (online when WANDB_API_KEY is set) are decided here and handed to the trainer.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,6 +88,22 @@ def worker_env() -> dict[str, str]:
     if opts.endpoint_url:
         env["AWS_ENDPOINT_URL"] = opts.endpoint_url
     return env
+
+
+def training_worker_env(resolved: Resolved) -> dict[str, str]:
+    """Environment of Ray Train workers: `worker_env()`, plus `DS_ACCELERATOR=cpu` on a CPU run, so DeepSpeed
+    uses its CPU accelerator even on a machine where CUDA is visible (it would otherwise probe and pick CUDA)."""
+    env = worker_env()
+    if resolved.device == "cpu":
+        env["DS_ACCELERATOR"] = "cpu"
+    return env
+
+
+def wandb_mode(requested: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The wandb mode a run uses: `auto` is online when WANDB_API_KEY is set, else offline; others as asked."""
+    if requested != "auto":
+        return requested
+    return "online" if environ.get("WANDB_API_KEY") else "offline"
 
 
 def init_ray(cfg: RuntimeConfig | None = None, address: str | None = None):

@@ -24,7 +24,7 @@ def device_and_backend(cfg) -> tuple[str, str]:
 def train(video: str = typer.Option(..., "--video", help="The person's video (mp4 with the face in view)."),
           params: str = typer.Option(..., "--params", help="Per-frame FaceParams + camera .npz matching the video."),
           out: Optional[str] = typer.Option(None, "--out", "-o", help="Avatar file to write (path or s3:// URL) "
-                                                                     "[default: <storage.root>/avatar/avatar.pt]."),
+                                                                     "(default: <storage.root>/avatar/avatar.pt)."),
           sheet: Optional[str] = typer.Option(None, help="Also write truth | splat | refined of held-out frames "
                                                          "as a PNG here."),
           config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
@@ -61,7 +61,7 @@ def train(video: str = typer.Option(..., "--video", help="The person's video (mp
 def render(avatar: str = typer.Option(..., "--avatar", help="Avatar file written by `replica avatar train`."),
            params: str = typer.Option(..., "--params", help="FaceParams .npz to render (one row per frame)."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="mp4 to write (path or s3:// URL) "
-                                                                      "[default: <storage.root>/avatar/render.mp4]."),
+                                                                      "(default: <storage.root>/avatar/render.mp4)."),
            audio: Optional[str] = typer.Option(None, help="Video or audio file whose sound is muxed in."),
            refine: bool = typer.Option(True, "--refine/--no-refine", help="Apply the avatar's GAN refiner."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):

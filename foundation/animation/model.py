@@ -1,13 +1,14 @@
 """The animator: audio latents (25 Hz) → per-frame face parameters of the morphable head model.
 
-    latent [B, F, D] (frozen AudioEncoder output)  (+ style [B, E], e.g. the speaker embedding)
+    latent [B, F, D] (AudioEncoder output)  (+ style [B, E], e.g. the speaker embedding)
       → linear to the model width, plus a linear projection of the style, broadcast over frames
       → conformer with bounded look-ahead (foundation.conformer)
       → heads: expr (sigmoid, [0, 1]), jaw, neck, rot (axis-angle radians), trans (metres, optional)
 
-The animator reads latents, never mel: the encoder is pre-trained first and frozen (the training
-loop feeds it), so one encoder serves every animator and the tiny CPU configuration is simply a
-tiny encoder plus a tiny animator. Its look-ahead adds to the encoder's: streaming latency is
+The animator reads latents, never mel: the encoder is pre-trained first, then by default fine-tuned
+together with the animator (`finetune_encoder`; frozen when false, so one encoder can serve every
+animator), and an animator ships with the encoder it was trained with. The tiny CPU configuration is
+simply a tiny encoder plus a tiny animator. Its look-ahead adds to the encoder's: streaming latency is
 `encoder.lookahead + animator.lookahead` video frames (5 × 40 ms = 200 ms with the defaults).
 """
 
@@ -23,7 +24,7 @@ from datasets.config import Section
 from datasets.errors import ReplicaError
 from foundation import conformer
 from foundation.conformer import Conformer
-from foundation.head import N_EXPR
+from datasets.schema import N_EXPR
 
 POSE_KEYS = ("jaw", "neck", "rot", "trans")
 """Per-frame 3-vectors the animator predicts besides `expr`."""

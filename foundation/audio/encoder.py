@@ -11,7 +11,8 @@ future. So the encoder streams (`stream`) with a latency of `lookahead` video fr
 prediction (`losses.CPCLoss`) can start at `lookahead + 1` frames ahead without the answer leaking.
 
 The encoder is trained with a speaker objective on the embedding (AAM-softmax) and a content
-objective on the latent (CPC); see `foundation.audio.losses`. The animator reads the frozen latents.
+objective on the latent (CPC); see `foundation.audio.losses`. The animator reads the latents, and
+by default fine-tunes the encoder with it.
 """
 
 from __future__ import annotations

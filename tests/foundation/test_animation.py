@@ -6,7 +6,8 @@ import torch
 from datasets.errors import ReplicaError
 from foundation.animation import AnimationLossConfig, Animator, AnimatorConfig, animation_loss, mouth_weights, pose_vertices
 from foundation.animation.losses import vertex_loss
-from foundation.head import EXPRESSION_NAMES, default_head_model
+from datasets.schema import EXPRESSION_NAMES
+from foundation.head import default_head_model
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,7 +6,7 @@ import pytest
 from datasets.errors import ReplicaError
 from foundation.evaluation import (EnergyJawBaseline, MeanFaceBaseline, eer, frame_log_energy, lip_vertex_error,
                                    mean_vertex_error, resemblyzer_embeddings, verification_trials)
-from foundation.head import EXPRESSION_NAMES
+from datasets.schema import EXPRESSION_NAMES
 from foundation.tts import synthesize
 
 JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")

@@ -1,4 +1,4 @@
-"""Evaluation metrics and reference baselines, free of any training code.
+"""Evaluation metrics and reference baselines on arrays: nothing here reads a run or trains (see `runner`).
 
 Speaker embeddings are judged by verification: cosine scores of same- and different-speaker pairs,
 summarised by the equal error rate (EER). Resemblyzer's pretrained GE2E encoder (its weights ship
@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from datasets.errors import ReplicaError
-from datasets.schema import FPS, SAMPLE_RATE
-from foundation.head import EXPRESSION_NAMES
+from datasets.schema import EXPRESSION_NAMES, FPS, SAMPLE_RATE
 
 PARAM_KEYS = ("expr", "jaw", "neck", "rot", "trans")
 """Per-frame parameter arrays the baselines predict: expr [F, 52], the rest [F, 3]."""

@@ -2,52 +2,35 @@
 
 An objective takes a loader batch (with `mel` from the feature transform) and returns the loss
 and a few scalar metrics; `eval_sums` gives held-out (sum, count) pairs that the trainer averages
-across ranks; `export` returns the plain inference payload (`model.pt`: kind, config, state dict)
+across ranks; `export` returns the plain inference payload (`model.pt`, see `foundation.models`)
 that loads without DeepSpeed or Ray.
 
 - `AudioObjective`: `AudioEncoder` + AAM-softmax speaker loss + CPC content loss.
-- `AnimatorObjective`: a frozen pre-trained `AudioEncoder` feeding an `Animator`, with coefficient,
-  mouth-weighted vertex and velocity losses against the head-model parameters in `mm.npz`.
+- `AnimatorObjective`: a pre-trained `AudioEncoder` feeding an `Animator`, with coefficient,
+  mouth-weighted vertex and velocity losses against the head-model parameters in `mm.npz`. The
+  encoder is fine-tuned with the animator by default (`animator.finetune_encoder`), frozen otherwise.
+  It starts from an audio export (a fresh animator) or from an animator export (both its weights).
 """
 
 from __future__ import annotations
 
-import io
-
 import torch
 from torch import nn
 
-from datasets import storage
 from datasets.errors import ReplicaError
+from datasets.loader import dataset_speakers, iter_samples
 from foundation.animation.losses import AnimationLossConfig, animation_loss
 from foundation.animation.model import POSE_KEYS, Animator, AnimatorConfig
 from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
 from foundation.audio.features import BatchFeatures, FeatureConfig
 from foundation.audio.losses import AAMSoftmax, CPCLoss, speaker_ids, speaker_vocab
+from foundation.evaluation.metrics import PARAM_KEYS, MeanFaceBaseline
 from foundation.head import default_head_model
+from foundation.models import animator_export, audio_export, load_animator_start, speech_to_face
+from foundation.training.config import Kind
 
-
-def load_exported(url: str) -> dict:
-    """Read a `model.pt` export (kind, config, state_dict) from storage."""
-    try:
-        payload = torch.load(io.BytesIO(storage.read_bytes(url)), map_location="cpu", weights_only=False)
-    except ReplicaError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a corrupt file is a user error
-        raise ReplicaError(url, f"not a replica model export ({type(err).__name__})") from err
-    if not isinstance(payload, dict) or "kind" not in payload or "state_dict" not in payload:
-        raise ReplicaError(url, "not a replica model export (no kind/state_dict)")
-    return payload
-
-
-def load_audio_encoder(url: str) -> tuple[AudioEncoder, FeatureConfig]:
-    """The audio encoder of an `audio` export, in eval mode, with its feature config."""
-    payload = load_exported(url)
-    if payload["kind"] != "audio":
-        raise ReplicaError(url, f"is a {payload['kind']} model, not an audio encoder")
-    encoder = AudioEncoder(AudioEncoderConfig.model_validate(payload["config"]["encoder"]))
-    encoder.load_state_dict(payload["state_dict"])
-    return encoder.eval(), FeatureConfig.model_validate(payload["config"]["features"])
+ANIMATOR_TRAINING_FIELDS = ("finetune_encoder", "dropout")
+"""Animator settings a run may change when it starts from a pre-trained animator (the rest is its architecture)."""
 
 
 class AudioObjective(nn.Module):
@@ -59,7 +42,8 @@ class AudioObjective(nn.Module):
                  cpc_weight: float = 1.0):
         super().__init__()
         if len(set(speakers)) < 2:
-            raise ReplicaError("training data", f"needs at least 2 speakers for the speaker objective, has {len(set(speakers))}")
+            raise ReplicaError("training data",
+                               f"needs at least 2 speakers for the speaker objective, has {len(set(speakers))}")
         self.features = features
         self.vocab = speaker_vocab(speakers)
         self.encoder = AudioEncoder(encoder)
@@ -97,33 +81,47 @@ class AudioObjective(nn.Module):
         return sums
 
     def export(self) -> dict:
-        return {"kind": self.kind,
-                "config": {"encoder": self.encoder.cfg.model_dump(mode="json"),
-                           "features": self.features.model_dump(mode="json")},
-                "state_dict": self.encoder.state_dict(), "speakers": sorted(self.vocab)}
+        return audio_export(self.encoder, self.features, list(self.vocab))
 
 
 class AnimatorObjective(nn.Module):
-    """A frozen audio encoder feeding the animator, trained against head-model parameters."""
+    """A pre-trained audio encoder feeding the animator, trained against head-model parameters.
+
+    `init_from` is an audio export (the animator starts fresh from `animator`, predicting `mean_face`:
+    expr [52], jaw/neck/rot/trans [3], the training data's means) or an animator export (both its
+    encoder and animator weights; its architecture is kept, and only the run's `ANIMATOR_TRAINING_FIELDS`
+    of `animator` apply).
+    """
 
     kind = "animator"
 
-    def __init__(self, animator: AnimatorConfig, encoder_url: str, loss: AnimationLossConfig | None = None):
+    def __init__(self, animator: AnimatorConfig, init_from: str, mean_face: dict[str, torch.Tensor],
+                 loss: AnimationLossConfig | None = None):
         super().__init__()
-        encoder, self.features = load_audio_encoder(encoder_url)
+        encoder, self.features, pretrained = load_animator_start(init_from)
+        if pretrained is None:
+            self._check_fits(animator, encoder, init_from)
+            self.animator = Animator(animator)
+            self.animator.init_mean(mean_face)  # a fresh animator starts at the mean face, not at expr 0.5
+        else:
+            training = {k: getattr(animator, k) for k in ANIMATOR_TRAINING_FIELDS}
+            self.animator = Animator(pretrained.cfg.model_copy(update=training))
+            self.animator.load_state_dict(pretrained.state_dict())
+        self.init_from = init_from
+        # Fine-tuning the pre-trained encoder with the animator (as FaceFormer fine-tunes wav2vec 2.0)
+        # lets the latents learn the phonetic detail lip shapes need; frozen, one encoder serves all.
+        self.encoder = encoder.requires_grad_(self.animator.cfg.finetune_encoder)
+        self.loss_cfg = loss or AnimationLossConfig()
+        self.head = default_head_model()  # poses predicted and true parameters for the vertex loss
+
+    @staticmethod
+    def _check_fits(animator: AnimatorConfig, encoder: AudioEncoder, url: str) -> None:
         if encoder.cfg.dim != animator.latent_dim:
             raise ReplicaError(f"animator.latent_dim={animator.latent_dim}",
-                               f"must equal the audio encoder's dim ({encoder.cfg.dim}) from {encoder_url}")
+                               f"must equal the audio encoder's dim ({encoder.cfg.dim}) from {url}")
         if animator.style_dim not in (0, encoder.cfg.embed_dim):
             raise ReplicaError(f"animator.style_dim={animator.style_dim}",
                                f"must be 0 or the encoder's embed_dim ({encoder.cfg.embed_dim})")
-        self.encoder_url = encoder_url
-        # Fine-tuning the pre-trained encoder with the animator (as FaceFormer fine-tunes wav2vec 2.0)
-        # lets the latents learn the phonetic detail lip shapes need; frozen, one encoder serves all.
-        self.encoder = encoder.requires_grad_(animator.finetune_encoder)
-        self.animator = Animator(animator)
-        self.loss_cfg = loss or AnimationLossConfig()
-        self.head = default_head_model()  # poses predicted and true parameters for the vertex loss
 
     def train(self, mode: bool = True) -> "AnimatorObjective":
         super().train(mode)
@@ -134,10 +132,8 @@ class AnimatorObjective(nn.Module):
         return BatchFeatures(self.features)
 
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
-        with torch.set_grad_enabled(self.animator.cfg.finetune_encoder and torch.is_grad_enabled()):
-            audio = self.encoder(batch["mel"], batch["mel_len"])
-        style = audio.embedding if self.animator.cfg.style_dim else None
-        pred = self.animator(audio.latent, style)
+        """Face parameters for the batch's audio, cut to its parameter frames: expr [B, F, 52], poses [B, F, 3]."""
+        pred = speech_to_face(self.encoder, self.animator, batch["mel"], batch["mel_len"])
         frames = batch["mm"]["expr"].shape[1]
         return {k: v[:, :frames] for k, v in pred.items()}
 
@@ -159,21 +155,40 @@ class AnimatorObjective(nn.Module):
         return {k: (float(v) * n, n) for k, v in terms.items()}
 
     def export(self) -> dict:
-        return {"kind": self.kind,
-                "config": {"animator": self.animator.cfg.model_dump(mode="json"),
-                           "features": self.features.model_dump(mode="json"), "encoder_url": self.encoder_url},
-                "state_dict": self.animator.state_dict(),
-                "encoder_state_dict": self.encoder.state_dict(),
-                "encoder_config": self.encoder.cfg.model_dump(mode="json")}
+        return animator_export(self.animator, self.encoder, self.features, self.init_from)
 
 
-def build_objective(kind: str, model: dict, init_from: str | None = None) -> nn.Module:
-    """The objective for `kind` from its serialised model section (+ data info / encoder URL)."""
+MEAN_FACE_CLIPS = 200
+"""Training clips whose parameters are averaged for the animator's starting output."""
+
+
+def model_section(kind: Kind, data_url: str, *, features: FeatureConfig, audio_encoder: AudioEncoderConfig,
+                  animator: AnimatorConfig) -> dict:
+    """The serialised model section `build_objective` reads (`PretrainJob.model`), with what it needs of the
+    training data at `data_url`: its speaker names (the audio objective's classes), or the mean face
+    parameters of its first `MEAN_FACE_CLIPS` clips (where a fresh animator starts)."""
     if kind == "audio":
+        return {"encoder": audio_encoder.model_dump(mode="json"), "features": features.model_dump(mode="json"),
+                "speakers": dataset_speakers(data_url)}
+    clips = [{k: s.mm[k][: s.num_frames] for k in PARAM_KEYS}
+             for s in iter_samples(data_url, MEAN_FACE_CLIPS) if s.mm is not None]
+    if not clips:
+        raise ReplicaError(data_url, "no samples with head-model parameters (mm.npz) to train an animator on")
+    mean = MeanFaceBaseline().fit(clips).mean
+    return {"animator": animator.model_dump(mode="json"), "mean_face": {k: v.tolist() for k, v in mean.items()}}
+
+
+def build_objective(kind: Kind, model: dict, init_from: str | None = None) -> nn.Module:
+    """The objective for `kind` from its model section; `init_from` is the export an animator starts from."""
+    if kind == "audio":
+        if init_from:
+            raise ReplicaError("pretrain audio", "starts from scratch; init_from is for the animator")
         return AudioObjective(AudioEncoderConfig.model_validate(model["encoder"]),
                               FeatureConfig.model_validate(model["features"]), model["speakers"])
     if kind == "animator":
         if not init_from:
-            raise ReplicaError("pretrain animator", "needs --audio-encoder URL (a pre-trained audio model.pt)")
-        return AnimatorObjective(AnimatorConfig.model_validate(model["animator"]), init_from)
+            raise ReplicaError("pretrain animator",
+                               "needs --init-from URL (a pre-trained audio encoder's or animator's model.pt)")
+        mean_face = {k: torch.tensor(v) for k, v in model["mean_face"].items()}
+        return AnimatorObjective(AnimatorConfig.model_validate(model["animator"]), init_from, mean_face)
     raise ReplicaError(f"model kind {kind!r}", "expected audio or animator")
