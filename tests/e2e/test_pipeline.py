@@ -25,6 +25,9 @@ TINY = {
     "synth.size": 64, "synth.supersample": 1, "synth.identities": 1, "synth.clips_per_identity": 1,
     "demo.train_identities": 4, "demo.train_clips_per_identity": 2,
     "demo.heldout_identities": 2, "demo.heldout_clips_per_identity": 2, "demo.person_seconds": 1,
+    "creation.min_seconds": 1, "creation.min_face_px": 16, "tracking.rigid_iterations": 20,
+    "tracking.iterations": 40, "tracking.photometric_iterations": 3, "tracking.photometric_frames": 2,
+    "tracking.photometric_size": 32, "tracking.texture_size": 32,
 }
 """Overrides that shrink every stage to seconds (the run config's ranges still apply)."""
 
@@ -89,6 +92,16 @@ def test_demo_renders_the_avatar_to_an_mp4_with_the_persons_voice(demo):
     assert info.has_video and info.has_audio and info.fps == 25
     assert len(read_video(video)) == len(read_video(person))
     assert abs(info.duration_s - probe(person).duration_s) < 0.1
+
+
+def test_demo_creates_a_replica_bundle_from_the_person_video_alone(demo):
+    from personalize.bundle import read_manifest as read_bundle, verify
+
+    bundle = str(demo["out"] / "replicas" / "person")
+    assert verify(bundle)["ok"]
+    metrics = read_bundle(bundle)["metrics"]
+    assert metrics["track"]["landmark_px_mean"] < 3.0 and "splat" in metrics["avatar"]
+    assert "the price of tracking" in demo["log"]
 
 
 def test_demo_log_has_progress_lines_not_redraws(demo):
