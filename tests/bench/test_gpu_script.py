@@ -26,8 +26,10 @@ def _packed() -> bool:
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("gpu")
-    command = [str(ROOT / "bench" / "gpu.sh"), "--dry-run", "--out", str(out), *([] if _packed() else ["--no-pack"])]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # a generous budget: on a busy 2-core machine a CPU step can outlast the box it would get on the GPU
+    command = [str(ROOT / "bench" / "gpu.sh"), "--dry-run", "--budget-s", "1200", "--out", str(out),
+               *([] if _packed() else ["--no-pack"])]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1300)
     report = json.loads((out / "gpu-dry-run.json").read_text())
     return {"rc": done.returncode, "output": done.stdout[-4000:] + done.stderr[-4000:], "report": report}
 
@@ -59,8 +61,9 @@ def test_the_train_step_runs_both_foundation_models_in_bf16(dry_run):
 @pytest.mark.slow
 def test_what_a_run_carries_fits_in_64_mib(dry_run):
     pack = dry_run["report"]["pack"]
-    if pack is None:
-        pytest.skip("nothing packed here (bench/gpu.sh --pack)")
+    if pack is None:  # nothing packed on this machine: the run says so instead of pretending to install
+        assert not _packed() and dry_run["report"]["steps"]["install"]["status"] == "skipped"
+        return
     assert pack["total_mib"] <= 63
     assert all(row["file"].endswith((".deb", ".npz")) or "-cp312-" in row["file"] or "-py3-" in row["file"]
                or "-py2.py3-" in row["file"] for row in pack["files"])
