@@ -5,7 +5,7 @@ without replacement from the default candidates; `personalize.voice.choose_voice
 that speech. Reported: the rank of the true voice among the candidate voices by resemblyzer similarity (issue 10's
 target: first for ≥ 9 of 10 persons), which candidate won, the fitted prosody, and seconds per person.
 With `--encoder URL` (a foundation audio `model.pt`) the foundation encoder's rank and the encoders' agreement too.
-Torch runs on 1 thread, as in a creation step. Run: .venv/bin/python bench/voice.py [--persons 10] [--encoder runs/.../model.pt]
+Torch runs on 1 thread, as in a creation step. Run: .venv/bin/python bench/voice.py [--persons 10] [--encoder runs/.../model.pt] [--candidates PATTERN ...]
 """
 
 from __future__ import annotations
@@ -31,25 +31,17 @@ RESULTS = Path(__file__).resolve().parent / "results" / "voice.json"
 SCRIPT_S = 60.0
 
 
-def voice_rank(ranking, true_voice: str, encoder: str) -> int:
-    """1-based rank of `true_voice` among the candidate voices (each voice at its best candidate) by `encoder`."""
-    voices = []
-    for candidate in sorted(ranking, key=lambda c: -c.scores[encoder]):
-        if candidate.voice not in voices:
-            voices.append(candidate.voice)
-    return voices.index(true_voice) + 1
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=10)
     parser.add_argument("--encoder", default=None, help="a foundation audio model.pt to rank with as well")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", nargs="+", default=None, help="voice patterns instead of the defaults")
     args = parser.parse_args()
     # as in a `replica create` step (a Ray task with 1 CPU): resemblyzer's LSTM slows ~10x when its two
     # threads share the cores with other work
     torch.set_num_threads(1)
-    cfg = VoiceConfig()
+    cfg = VoiceConfig() if args.candidates is None else VoiceConfig(candidates=args.candidates)
     pool = [v.id for v in candidate_voices(cfg)]
     rng = np.random.default_rng(args.seed)
     true_voices = [pool[i] for i in rng.choice(len(pool), size=min(args.persons, len(pool)), replace=False)]
@@ -60,20 +52,20 @@ def main() -> None:
         started = time.perf_counter()
         choice = choose_voice(speech.wav, cfg, encoder_url=args.encoder)
         row = {"person": number, "true_voice": true_voice, "speech_s": round(speech.duration_s, 1),
-               "rank": voice_rank(choice.ranking, true_voice, "resemblyzer"), "chosen": choice.candidate.id,
+               "rank": choice.rank_of(true_voice, "resemblyzer"), "candidates": len(choice.ranking),
+               "chosen": choice.candidate.id,
                "tempo": choice.shift.tempo, "semitones": choice.shift.semitones,
                "true_score": round(max(c.scores["resemblyzer"] for c in choice.ranking if c.voice == true_voice), 4),
                "best_score": round(choice.ranking[0].scores["resemblyzer"], 4),
                "seconds": round(time.perf_counter() - started, 1)}
         if args.encoder:
-            row["foundation_rank"] = voice_rank(choice.ranking, true_voice, "foundation")
+            row["foundation_rank"] = choice.rank_of(true_voice, "foundation")
             row["agreement"] = choice.agreement
         rows.append(row)
         print(json.dumps(row), flush=True)
     ranks = [r["rank"] for r in rows]
-    report = {"persons": len(rows), "candidate_voices": len(pool), "candidates": len(rows and choice.ranking),
-              "script_s": SCRIPT_S, "config": cfg.model_dump(mode="json"),
-              "first": sum(r == 1 for r in ranks), "top3": sum(r <= 3 for r in ranks),
+    report = {"persons": len(rows), "candidate_voices": len(pool), "script_s": SCRIPT_S,
+              "config": cfg.model_dump(mode="json"), "first": sum(r == 1 for r in ranks), "top3": sum(r <= 3 for r in ranks),
               "mean_rank": round(float(np.mean(ranks)), 2), "target": "first for >= 9 of 10",
               "seconds_total": round(time.perf_counter() - started_all, 1), "rows": rows,
               "machine": describe_machine(("resemblyzer", "piper-tts"))}

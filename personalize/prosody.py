@@ -174,8 +174,10 @@ def measure(wav: np.ndarray) -> Prosody:
 
 
 def fit_shift(person: Prosody, voice: Prosody, max_tempo: float, max_semitones: float) -> ProsodyShift:
-    """The shift bringing `voice`'s rate and pitch level to `person`'s, clamped to ×/÷ max_tempo and ±max_semitones."""
-    tempo = float(np.clip(person.rate / voice.rate, 1 / max_tempo, max_tempo))
+    """The shift bringing `voice`'s rate and pitch level to `person`'s, clamped to ×/÷ max_tempo and ±max_semitones
+    (tempo 1 when either rate is unknown, i.e. no syllable was found)."""
+    ratio = person.rate / voice.rate if person.rate > 0 and voice.rate > 0 else 1.0
+    tempo = float(np.clip(ratio, 1 / max_tempo, max_tempo))
     semitones = float(np.clip(12 * np.log2(person.f0_hz / voice.f0_hz), -max_semitones, max_semitones))
     return ProsodyShift(round(tempo, 3), round(semitones, 2))
 

@@ -52,11 +52,15 @@ REFERENCE_SENTENCES = (
 """Harvard sentences (IEEE 1969, phonetically balanced) every candidate speaks, in this order."""
 
 DEFAULT_CANDIDATES = [
-    "piper:*", "flite:kal16", "flite:awb", "flite:rms", "flite:slt",  # flite:kal is kal16 at 8 kHz
-    "espeak:en-029", "espeak:en-gb", "espeak:en-gb-scotland", "espeak:en-gb-x-gbclan", "espeak:en-gb-x-gbcwmd",
-    "espeak:en-gb-x-rp", "espeak:en-us", "espeak:en-us-nyc", "espeak:en-us+f?", "espeak:en-us+m?",
+    "piper:*", "flite:kal16", "flite:awb", "flite:rms", "flite:slt",
+    "espeak:en-029", "espeak:en-gb", "espeak:en-gb-scotland", "espeak:en-gb-x-gbcwmd", "espeak:en-us",
+    "espeak:en-us-nyc", "espeak:en-us+f?", "espeak:en-us+m?",
 ]
-"""Every neural and flite voice, every espeak-ng English accent, and the US accent's female and male variants."""
+"""Every neural and flite voice, the distinct espeak-ng English accents, and the US accent's female and male variants.
+
+Left out as near-duplicates: flite:kal (kal16 at 8 kHz), espeak:en-gb-x-rp and espeak:en-gb-x-gbclan (espeak-ng's
+en-gb voice with about one vowel per sentence changed: the same timbre, which speaker embeddings cannot tell apart
+from en-gb's — with them in, the bench ranks en-gb and en-gb-x-rp persons second, behind en-gb-x-gbclan)."""
 
 FITTED = "@fitted"
 """Suffix of a candidate id whose tempo and pitch level are shifted to the person's."""
@@ -133,6 +137,16 @@ class VoiceChoice:
         """The chosen prosody shift (apply with `personalize.prosody.shift_prosody`, or `speak`)."""
         return self.candidate.shift
 
+    def rank_of(self, voice: str, encoder: str | None = None) -> int:
+        """1-based rank of pool voice `voice` among the candidate voices (each at its best candidate) by `encoder`'s
+        score (default `rank_by`): the measure against a synthetic person's true voice."""
+        encoder = encoder or self.rank_by
+        order = sorted(self.ranking, key=lambda c: -c.scores[encoder])
+        voices = list(dict.fromkeys(c.voice for c in order))
+        if voice not in voices:
+            raise ReplicaError(voice, "is not a candidate voice of this choice")
+        return voices.index(voice) + 1
+
     def to_json(self) -> dict:
         """A JSON-able dict for the bundle (`voice.json`): the choice, the person's prosody, the ranking."""
         return {"voice": self.voice, "candidate": self.candidate.id, **asdict(self.shift),
@@ -179,15 +193,13 @@ def _embedders(encoder_url: str | None) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _reference_speech(voice_id: str, sentences: tuple[str, ...]) -> tuple[list[np.ndarray], Prosody]:
+def _reference_speech(voice_id: str, sentences: tuple[str, ...]) -> tuple[tuple[np.ndarray, ...], Prosody]:
     """The sentences spoken by a pool voice (float32 [T_i] at 16 kHz each) and the voice's prosody on them.
 
     Cached: they are the same for every person, so a process choosing for many people (the bench, a fleet
     worker) synthesises each voice once.
     """
-    spoken = [synthesize(sentence, voice_id).wav for sentence in sentences]
-    for wav in spoken:
-        wav.flags.writeable = False
+    spoken = tuple(synthesize(sentence, voice_id).wav for sentence in sentences)
     return spoken, measure(np.concatenate(spoken))
 
 
@@ -241,7 +253,7 @@ def choose_voice(person_wav: np.ndarray, cfg: VoiceConfig | None = None, encoder
     ranking = sorted(candidates, key=lambda c: -c.scores[cfg.rank_by])
     agreement = None
     if len(embedders) == 2:
-        agreement = _spearman([c.scores["resemblyzer"] for c in candidates], [c.scores["foundation"] for c in candidates])
+        agreement = _spearman(*([c.scores[name] for c in candidates] for name in ("resemblyzer", "foundation")))
     chosen = ranking[0] if voice is None else _named(voice, ranking)
     return VoiceChoice(chosen, ranking, person, cfg.rank_by, agreement, overridden=voice is not None)
 
