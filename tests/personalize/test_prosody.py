@@ -7,6 +7,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 
 from datasets.errors import ReplicaError
 from foundation.tts import synthesize
@@ -15,6 +16,16 @@ from personalize.prosody import Prosody, ProsodyShift, fit_shift, measure, pitch
 RATE = 16_000
 PARAGRAPH = ("The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
              "It is easy to tell the depth of a well. These days a chicken leg is a rare dish.")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # as in a creation step (a 1-CPU Ray task): resemblyzer's LSTM and the vocoder run ~10x slower with two
+    # spin-waiting threads on a busy 2-core machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def syllables(f0_hz: float, per_second: float, seconds: float = 6.0) -> np.ndarray:
