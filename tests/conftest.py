@@ -93,3 +93,15 @@ def ray_cluster(s3_server):
     ray = init_ray(RuntimeConfig(num_cpus=2))
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module: tiny models, resemblyzer's LSTM and the vocoder run several times faster
+    than with two spin-waiting threads on a busy 2-core machine (and a 1-CPU Ray task runs them this way)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

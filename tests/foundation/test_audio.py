@@ -13,13 +13,7 @@ from foundation.audio import (AAMSoftmax, AudioEncoder, AudioEncoderConfig, Batc
 from datasets.toy import toy_sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models run fastest on one thread; two spin-waiting threads are slower on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tones(n_speakers: int, per_speaker: int, seconds: float = 2.0) -> tuple[torch.Tensor, list[str]]:

@@ -7,7 +7,6 @@ import functools
 
 import numpy as np
 import pytest
-import torch
 
 from datasets.errors import ReplicaError
 from foundation.tts import synthesize
@@ -18,14 +17,7 @@ PARAGRAPH = ("The birch canoe slid on the smooth planks. Glue the sheet to the d
              "It is easy to tell the depth of a well. These days a chicken leg is a rare dish.")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # as in a creation step (a 1-CPU Ray task): resemblyzer's LSTM and the vocoder run ~10x slower with two
-    # spin-waiting threads on a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def syllables(f0_hz: float, per_second: float, seconds: float = 6.0) -> np.ndarray:

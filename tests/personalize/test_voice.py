@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from datasets.corpora import build_corpora
 from datasets.errors import ReplicaError
@@ -28,14 +27,7 @@ SCRIPT = ("My brother bought a blue bicycle at the market. Yesterday the teacher
           "station, but nobody came. Please bring an umbrella, a pair of shoes and five old books on Friday night.")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # as in a creation step (a 1-CPU Ray task): resemblyzer's LSTM and the vocoder run ~10x slower with two
-    # spin-waiting threads on a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache
