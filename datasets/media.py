@@ -5,9 +5,12 @@ renders) and every mp4 it writes goes through these few functions, so container 
 resampling and error wording live in one place:
 
 - `probe(url) -> MediaInfo`: streams, durations, sizes, codecs, without decoding.
-- `read_audio(url, sample_rate)`: mono float32 at `sample_rate` (FFmpeg's resampler).
+- `read_audio(url, sample_rate)`: mono float32 at `sample_rate` (FFmpeg's resampler);
+  `decode_audio_bytes(data)` the same for an upload held in memory.
 - `read_video(url, fps, size)` / `iter_video(...)`: RGB frames at a constant frame rate.
 - `encode_mp4(frames, fps, audio, ...)` / `write_mp4(url, ...)`: H.264 yuv420p (+ AAC).
+- `Mp4Stream`: the same as a fragmented mp4 written piece by piece while frames are still being made
+  (text→video streaming: every prefix ending at a returned piece plays).
 
 URLs go through `datasets.storage` (local paths are opened directly, object stores are streamed).
 Bad inputs raise `ReplicaError(url, reason)` with one readable reason: "empty file (0 bytes)",
@@ -177,6 +180,19 @@ def read_audio(url: str, sample_rate: int = 16_000) -> np.ndarray:
     return wav
 
 
+def decode_audio_bytes(data: bytes, sample_rate: int = 16_000, name: str = "audio") -> np.ndarray:
+    """`read_audio` of an in-memory file (an upload): mono float32 [T] at `sample_rate`; errors name `name`."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="replica-audio-") as f:
+        f.write(data)
+        f.flush()
+        try:
+            return read_audio(f.name, sample_rate)
+        except ReplicaError as err:
+            raise ReplicaError(f"{name} ({len(data)} bytes)", err.reason) from None
+
+
 def _output_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """Frame size after scaling the longer side to `size` (aspect kept, even dims for yuv420p)."""
     if size is None:
@@ -294,3 +310,104 @@ def write_mp4(url: str, frames: np.ndarray, fps: float = 25.0, audio: np.ndarray
               sample_rate: int = 16_000, crf: int = 20, preset: str = "veryfast") -> None:
     """Encode with `encode_mp4` and write the file to `url` atomically (any storage URL)."""
     storage.write_bytes(url, encode_mp4(frames, fps=fps, audio=audio, sample_rate=sample_rate, crf=crf, preset=preset))
+
+
+_AAC_PRIMING = 1024
+"""Samples of encoder delay FFmpeg's AAC encoder puts before the audio (one AAC frame)."""
+
+
+class _Pieces:
+    """A write-only, unseekable file for the muxer: collects bytes until drained (fragmented mp4 never seeks)."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.position = 0
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seekable(self) -> bool:
+        return False
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+class Mp4Stream:
+    """A fragmented mp4 (H.264 yuv420p + AAC mono) encoded chunk by chunk, audio interleaved with video.
+
+        stream = Mp4Stream(width, height)
+        for frames, audio in chunks:              # uint8 [n, H, W, 3]; float32 [n · sample_rate / fps]
+            send(stream.write(frames, audio))     # bytes ready so far (possibly b"")
+        send(stream.close())
+
+    The init segment comes first (`empty_moov`), then one fragment per chunk: each chunk starts with a
+    keyframe and its fragment is complete when the next chunk (or `close`) begins, so the bytes handed out
+    so far always end at a fragment boundary and play on their own. Memory holds one chunk, whatever the
+    length of the video. Video and audio durations agree to the sample; the first 64 ms of audio (1024
+    samples at 16 kHz) decode as AAC's priming, near-silence, since no edit list can hide it here.
+    """
+
+    def __init__(self, width: int, height: int, fps: float = 25.0, sample_rate: int | None = 16_000, crf: int = 20,
+                 preset: str = "veryfast"):
+        if not 0 <= crf <= 51:
+            raise ReplicaError(f"crf={crf}", "must be in [0, 51]")
+        self.width, self.height = width + width % 2, height + height % 2  # yuv420p needs even sizes
+        self.fps, self.sample_rate = Fraction(fps).limit_denominator(1001), sample_rate
+        self._sink = _Pieces()
+        self._container = av.open(self._sink, mode="w", format="mp4",
+                                  options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+        self._video = self._container.add_stream("libx264", rate=self.fps)
+        self._video.width, self._video.height, self._video.pix_fmt = self.width, self.height, "yuv420p"
+        # zerolatency: no frame look-ahead inside x264, so a chunk's packets come out with the chunk
+        self._video.options = {"crf": str(crf), "preset": preset, "tune": "zerolatency"}
+        self._audio = None
+        if sample_rate is not None:
+            self._audio = self._container.add_stream("aac", rate=sample_rate)
+            self._audio.layout = "mono"
+        self.frames = self.samples = 0
+
+    def write(self, frames: np.ndarray, audio: np.ndarray | None = None) -> bytes:
+        """Encode one chunk (frames and, with audio, exactly their duration of samples); returns ready bytes."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+            raise ReplicaError(f"frames {frames.dtype} {list(frames.shape)}", "expected uint8 [n, H, W, 3] with n ≥ 1")
+        if frames.shape[1] + frames.shape[1] % 2 != self.height or frames.shape[2] + frames.shape[2] % 2 != self.width:
+            raise ReplicaError(f"frames {list(frames.shape)}", f"stream is {self.width}×{self.height}")
+        pad_h, pad_w = self.height - frames.shape[1], self.width - frames.shape[2]
+        if pad_h or pad_w:
+            frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if i == 0:  # each chunk opens a fragment
+                frame.pict_type = av.video.frame.PictureType.I
+            self._container.mux(self._video.encode(frame))
+        self.frames += len(frames)
+        if self._audio is not None:
+            expected = int(round(self.frames / float(self.fps) * self.sample_rate)) - self.samples
+            wav = np.zeros(expected, np.float32) if audio is None else np.asarray(audio, np.float32).reshape(-1)
+            if len(wav) != expected:
+                raise ReplicaError(f"audio of {len(wav)} samples", f"the chunk's {len(frames)} frames need {expected}")
+            # A fragmented mp4 carries no edit list to hide AAC's priming, so its first 1024 decoded samples are
+            # the encoder's; drop that many from the input so every later sample decodes where it belongs.
+            skip = max(0, min(_AAC_PRIMING - self.samples, expected))
+            if skip < expected:
+                piece = av.AudioFrame.from_ndarray(np.clip(wav[skip:], -1, 1)[None, :], format="fltp", layout="mono")
+                piece.sample_rate, piece.pts = self.sample_rate, self.samples + skip
+                self._container.mux(self._audio.encode(piece))
+            self.samples += expected
+        return self._sink.drain()
+
+    def close(self) -> bytes:
+        """Flush the encoders and finish the file; returns the last bytes."""
+        self._container.mux(self._video.encode())
+        if self._audio is not None:
+            self._container.mux(self._audio.encode())
+        self._container.close()
+        return self._sink.drain()

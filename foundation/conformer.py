@@ -132,27 +132,37 @@ class Conformer(nn.Module):
         return x
 
 
+STREAM_HISTORY = 250
+"""Past frames `stream` keeps when a model attends to all of its past (250 = 10 s of 25 Hz latents).
+
+Bounding it keeps memory and per-chunk cost flat however long the stream runs; outputs then differ from
+a whole-sequence run only where a frame's whole-run output drew on frames more than this far back
+(exact for streams shorter than this; `tests/foundation/test_audio.py` measures the drift beyond)."""
+
+
 def stream(fn: Callable[[torch.Tensor], torch.Tensor], chunks: Iterable[torch.Tensor],
-           left: int | None, lookahead: int) -> Iterator[torch.Tensor]:
+           left: int | None, lookahead: int, history: int = STREAM_HISTORY) -> Iterator[torch.Tensor]:
     """Apply a frame-aligned sequence function chunk by chunk, yielding outputs as soon as they are final.
 
     fn: maps [B, N, ...] → [B, N, ...] such that output i depends on inputs [i - left, i + lookahead]
-    (left None: on the whole past). chunks: [B, n_k, ...] pieces of the input in time order, any sizes.
-    Yields [B, m_k, ...]: output frames whose look-ahead has arrived; the last `lookahead` frames come
-    once the input ends, computed, as in the full sequence, without future frames. Concatenated, the
-    yields equal `fn(torch.cat(chunks, 1))` up to float rounding. Each step recomputes `fn` over the
-    frames still needed (at most left + chunk + lookahead), so latency is bounded by the chunk and
+    (left None: on the whole past, of which the last `history` frames are kept). chunks: [B, n_k, ...]
+    pieces of the input in time order, any sizes. Yields [B, m_k, ...]: output frames whose look-ahead has
+    arrived; the last `lookahead` frames come once the input ends, computed, as in the full sequence,
+    without future frames. Concatenated, the yields equal `fn(torch.cat(chunks, 1))` up to float rounding
+    (with left None: for streams up to `history` frames long). Each step recomputes `fn` over the frames
+    still needed (at most left + chunk + lookahead), so memory and latency are bounded by the chunk and
     `lookahead`, not by the length of the stream.
     """
-    history: torch.Tensor | None = None
-    offset = emitted = 0  # absolute index of history[:, 0]; outputs handed out so far
+    keep = history if left is None else left
+    buffered: torch.Tensor | None = None
+    offset = emitted = 0  # absolute index of buffered[:, 0]; outputs handed out so far
     for chunk in chunks:
-        history = chunk if history is None else torch.cat((history, chunk), dim=1)
-        ready = offset + history.shape[1] - lookahead
+        buffered = chunk if buffered is None else torch.cat((buffered, chunk), dim=1)
+        ready = offset + buffered.shape[1] - lookahead
         if ready > emitted:
-            yield fn(history)[:, emitted - offset: ready - offset]
+            yield fn(buffered)[:, emitted - offset: ready - offset]
             emitted = ready
-            if left is not None and emitted - left > offset:
-                history, offset = history[:, emitted - left - offset:], emitted - left
-    if history is not None and offset + history.shape[1] > emitted:
-        yield fn(history)[:, emitted - offset:]
+            if emitted - keep > offset:
+                buffered, offset = buffered[:, emitted - keep - offset:], emitted - keep
+    if buffered is not None and offset + buffered.shape[1] > emitted:
+        yield fn(buffered)[:, emitted - offset:]

@@ -9,11 +9,16 @@ is zero-padded at both ends (silence, like the loader's padding) rather than ref
     loader = ShardLoader(url, cfg, transform=BatchFeatures(FeatureConfig()))
     batch["mel"]      # [B, N, 80] log-mel, N = T // 160
     batch["mel_len"]  # [B] valid feature frames = wav_len // 160
+
+`stream_log_mel` computes the same frames from a waveform that arrives in pieces (text→video streams
+speech sentence by sentence): it keeps only the samples the next frame's window still needs, so its
+memory and per-piece cost do not grow with the length of the stream.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Iterable, Iterator
 
 import torch
 import torchaudio
@@ -107,6 +112,47 @@ def log_mel(wav: torch.Tensor, cfg: FeatureConfig | None = None) -> torch.Tensor
     mel = _mel_transform(cfg.model_dump_json(), str(wav.device))(padded)  # [B, n_mels, N]
     mel = mel[..., : n_frames(wav.shape[1], cfg)]
     return torch.log(mel.clamp_min(cfg.log_floor)).transpose(1, 2).contiguous()
+
+
+def stream_log_mel(wav_chunks: Iterable[torch.Tensor], cfg: FeatureConfig | None = None,
+                   multiple: int = 1) -> Iterator[torch.Tensor]:
+    """`log_mel` of a waveform arriving in pieces, yielding frames as soon as their window is complete.
+
+    wav_chunks: [B, t_k] float32 pieces in time order, any sizes. Yields [B, n_k, n_mels] with n_k a
+    multiple of `multiple` (4: whole video frames, what `AudioEncoder.stream` reads); at the end of the
+    stream the right edge is zero-padded as `log_mel` pads it, and frames past the last whole multiple
+    are dropped. Concatenated, the yields equal `log_mel(torch.cat(wav_chunks, 1))[:, :N]` with N the
+    largest multiple of `multiple` ≤ T // hop, up to float rounding.
+    """
+    cfg = cfg or FeatureConfig()
+    transform = None
+    left = (cfg.n_fft - cfg.hop) // 2
+    right = cfg.n_fft - cfg.hop - left
+    pending: torch.Tensor | None = None  # padded samples from the first frame not yet emitted
+    total = emitted = 0  # samples received; frames emitted
+
+    def frames(span: torch.Tensor, count: int) -> torch.Tensor:
+        mel = transform(span)[..., :count]  # [B, n_mels, count]
+        return torch.log(mel.clamp_min(cfg.log_floor)).transpose(1, 2).contiguous()
+
+    for chunk in wav_chunks:
+        chunk = chunk.float()
+        if pending is None:
+            transform = _mel_transform(cfg.model_dump_json(), str(chunk.device))
+            pending = chunk.new_zeros(chunk.shape[0], left)
+        pending, total = torch.cat((pending, chunk), dim=1), total + chunk.shape[1]
+        ready = (pending.shape[1] - cfg.n_fft) // cfg.hop + 1 if pending.shape[1] >= cfg.n_fft else 0
+        ready -= ready % multiple
+        if ready:
+            yield frames(pending[:, : (ready - 1) * cfg.hop + cfg.n_fft], ready)
+            pending, emitted = pending[:, ready * cfg.hop:], emitted + ready
+    if pending is None:
+        return
+    last = n_frames(total, cfg) - emitted
+    last -= last % multiple
+    if last > 0:
+        padded = torch.nn.functional.pad(pending, (0, right))
+        yield frames(padded[:, : (last - 1) * cfg.hop + cfg.n_fft], last)
 
 
 def mfcc(wav: torch.Tensor, cfg: FeatureConfig | None = None) -> torch.Tensor:

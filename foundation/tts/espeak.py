@@ -138,10 +138,18 @@ def english_accents() -> dict[str, str]:
     }
 
 
+def languages() -> dict[str, str]:
+    """Every language of the formant synthesiser (not MBROLA): language tag → its name (`de` → `German`)."""
+    return {language: name.replace("_", " ") for name, language, _, _ in _list(None)}
+
+
 @functools.lru_cache(maxsize=1)
 def _identifiers() -> dict[str, str]:
-    """Language tag → voice file identifier of the formant English voices (`en-gb` → `gmw/en`)."""
-    return {language: identifier for _, language, identifier, _ in _list(None) if identifier.startswith("gmw/en")}
+    """Language tag → voice file identifier of the formant voices (`en-gb` → `gmw/en`, `de` → `gmw/de`)."""
+    table: dict[str, str] = {}
+    for _, language, identifier, _ in _list(None):
+        table.setdefault(language, identifier)  # a tag with two voices (yue) keeps espeak's first
+    return table
 
 
 def _voice_file(voice_name: str) -> str:

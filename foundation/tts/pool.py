@@ -97,7 +97,7 @@ def synthesize(text: str, voice: str | Voice) -> Speech:
     peak-normalised to 0.9.
     """
     voice = _resolve(voice)
-    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    sentences = split_sentences(text)
     if not sentences:
         raise ReplicaError(repr(text), "nothing to say: the text is empty or only whitespace")
     synth = {"piper": _piper_speak, "flite": _flite_speak, "espeak": _espeak_speak}[voice.engine]
@@ -123,11 +123,54 @@ def synthesize(text: str, voice: str | Voice) -> Speech:
     return Speech((wav * (_PEAK / peak)).astype(np.float32), SAMPLE_RATE, phones, voice, text)
 
 
+def languages() -> dict[str, str]:
+    """Every language the pool speaks (espeak-ng's): language tag → name. English accents are pool voices;
+    any other language is spoken by `language_voice`."""
+    return espeak.languages() if espeak.available() else {}
+
+
+def language_voice(voice: str, language: str) -> str:
+    """The id of a voice like `voice` speaking `language`: an espeak voice keeps its variant
+    (`espeak:en-us+m3`, `de` → `espeak:de+m3`); piper and flite speak only English, so they map to the
+    espeak variant of their gender (m3 / f3). ReplicaError for a language the pool does not speak."""
+    resolved = _resolve(voice)
+    if resolved.language == language or (resolved.engine != "espeak" and language in ("en", "en-us")):
+        return resolved.id
+    tags = languages()
+    if language not in tags:  # a bare language picks a regional tag: fr → fr-fr, en → en-us, pt → pt-br
+        regional = sorted(tag for tag in tags if tag.startswith(f"{language}-"))
+        if not regional:
+            raise ReplicaError(f"language {language!r}", f"not spoken by the voice pool ({len(tags)} espeak-ng "
+                                                         f"languages, e.g. de, fr, es, hi, cmn)")
+        preferred = [f"{language}-{language}", "en-us"]
+        language = next((tag for tag in preferred if tag in regional), regional[0])
+    if resolved.engine == "espeak":
+        variant = resolved.id.partition("+")[2]
+    else:
+        variant = "f3" if resolved.gender == "female" else "m3"
+    return f"espeak:{language}" + (f"+{variant}" if variant else "")
+
+
+def get_voice(voice_id: str) -> Voice:
+    """The pool voice `voice_id` (any espeak-ng language too: `espeak:de+m3`); ReplicaError if unknown."""
+    return _resolve(voice_id)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences `synthesize` speaks one at a time: split after . ! ? ; : and at line breaks."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
 def _resolve(voice: str | Voice) -> Voice:
     voice_id = voice.id if isinstance(voice, Voice) else voice
     table = _voice_table()
     if voice_id in table:
         return table[voice_id]
+    engine, _, name = voice_id.partition(":")
+    language, _, variant = name.partition("+")
+    if engine == "espeak" and language in languages() and (not variant or variant in espeak.variants()):
+        return Voice(voice_id, "espeak", language, espeak.sample_rate(), espeak.variants().get(variant),
+                     f"eSpeak NG {languages()[language]}" + (f", variant {variant}" if variant else ""))
     engine = voice_id.split(":", 1)[0]
     if engine in _ENGINE_INSTALL and engine not in {v.engine for v in table.values()}:
         raise ReplicaError(voice_id, f"engine {engine} is not available: {_ENGINE_INSTALL[engine]}")

@@ -1,0 +1,66 @@
+"""Idle motion: measured on a person's parameters, regenerated deterministically for any window of a render."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.schema import FPS, N_EXPR
+from foundation.head import FaceParams
+from foundation.world.motion import _blinks
+from personalize.idle import BLINK, BROWS, IdleStats, fit_idle, idle_motion
+
+STATS = IdleStats(fps=25.0, blink_rate=0.3, blink_frames=3.0, blink_depth=0.9, brow_std=(0.05, 0.04, 0.04, 0.01, 0.01),
+                  head_std=(0.02, 0.03, 0.01), head_ar1=0.95)
+
+
+def params_of(expr: np.ndarray, head: np.ndarray) -> FaceParams:
+    zeros = torch.zeros(len(expr), 3)
+    return FaceParams(torch.zeros(50), torch.as_tensor(expr, dtype=torch.float32), zeros, zeros,
+                      torch.as_tensor(head, dtype=torch.float32), zeros)
+
+
+def test_any_window_equals_the_same_rows_of_the_whole_render():
+    whole = idle_motion(STATS, 0, 1200, seed=7)
+    for a, b in [(0, 1), (37, 301), (255, 257), (511, 1200), (1000, 1001)]:
+        window = idle_motion(STATS, a, b - a, seed=7)
+        for key in ("expr", "rot"):
+            assert window[key].dtype == np.float32
+            np.testing.assert_array_equal(window[key], whole[key][a:b])
+
+
+def test_offsets_touch_only_blinks_and_brows_and_differ_by_seed():
+    motion = idle_motion(STATS, 0, 500, seed=1)
+    assert motion["expr"].shape == (500, N_EXPR) and motion["rot"].shape == (500, 3)
+    others = np.setdiff1d(np.arange(N_EXPR), BLINK + BROWS)
+    assert not motion["expr"][:, others].any()
+    assert 0.0 <= motion["expr"][:, BLINK].min() and motion["expr"][:, BLINK].max() <= STATS.blink_depth + 1e-6
+    assert not np.array_equal(motion["rot"], idle_motion(STATS, 0, 500, seed=2)["rot"])
+
+
+def test_fit_recovers_the_blink_rate_of_the_synthetic_worlds_blinks():
+    """The synthetic world blinks 15–20 times a minute (Poisson gaps); five minutes of its eyelids."""
+    rng = np.random.default_rng(3)
+    times = np.arange(300 * FPS) / FPS
+    expr = np.zeros((len(times), N_EXPR), np.float32)
+    expr[:, BLINK] = _blinks(rng, times, 18.0)[:, None]
+    stats = fit_idle(params_of(expr, np.zeros((len(times), 3))), fps=FPS)
+    assert stats.blink_rate * 60 == pytest.approx(18.0, rel=0.15)
+    assert 2.0 < stats.blink_frames < 5.0  # 150–250 ms blinks are 2–3 frames wide at half closure
+
+
+def test_fit_of_generated_motion_recovers_its_statistics():
+    motion = idle_motion(STATS, 0, 25 * 400, seed=0)
+    stats = fit_idle(params_of(motion["expr"], motion["rot"]), fps=25.0)
+    assert stats.blink_rate == pytest.approx(STATS.blink_rate, rel=0.2)
+    assert stats.blink_frames == pytest.approx(STATS.blink_frames, rel=0.25)
+    np.testing.assert_allclose(stats.head_std, STATS.head_std, rtol=0.4)
+    assert stats.head_ar1 > 0.9
+
+
+def test_stats_round_trip_through_json_and_a_still_face_does_not_blink():
+    assert IdleStats.from_json(STATS.to_json()) == STATS
+    still = fit_idle(params_of(np.zeros((100, N_EXPR)), np.zeros((100, 3))), fps=25.0)
+    assert still.blink_rate == 0.0 and still.head_std == (0.0, 0.0, 0.0)
+    assert IdleStats.from_json(IdleStats.default().to_json()) == IdleStats.default()
