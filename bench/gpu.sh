@@ -13,7 +13,7 @@
 # Writes DIR/gpu-<device>.json (a section per step, rewritten after every step, so a later failure keeps the
 # earlier results), DIR/gpu-<device>.log (every step's output) and DIR/avatar-<device>.png. DIR: --out, else $OUT
 # (set on the GPU machine: what is there comes back), else bench/results (runs/gpu-dry-run for --dry-run).
-# Exits 0 when every step ended ok (or checked, or not built yet).
+# Exits 0 when every step ended ok (or checked, in a dry run).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
