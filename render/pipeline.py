@@ -11,7 +11,8 @@ memory of a 10-second one, and the first chunk leaves long before the last sente
     sentences → TTS with the replica's voice and prosody (or the given recording), whole video frames of
     16 kHz audio → `stream_log_mel` → `AudioEncoder.stream` → `Animator.stream` → + the replica's idle
     motion (blinks, brows, head sway) → head model → Gaussian splats (gsplat on CUDA, the torch
-    rasterizer on CPU) → refiner carrying its previous frame → chunks of frames with their audio.
+    rasterizer on CPU) → refiner carrying its previous frame → composited into the person's own footage
+    (`render.composite`; or the head crop alone) → chunks of frames with their audio.
 
 A chunked run equals a whole run: features exactly, encoder and animator to float rounding (up to the
 conformer's `STREAM_HISTORY` of past frames), frames exactly given the same parameters (the refiner carries
@@ -26,10 +27,11 @@ translation is the person's mean.
 from __future__ import annotations
 
 import collections
+import io
 import itertools
 import time
 from dataclasses import dataclass
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -49,14 +51,15 @@ from personalize.idle import IdleStats, idle_motion
 from personalize.prosody import ProsodyShift
 from personalize.voice import speak
 from render.avatar import Avatar
+from render.composite import Plate, composite, frame_to_aspect, load_plate
 from render.refine import refine_frames
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 """Audio samples per video frame (640 at 16 kHz and 25 fps)."""
 DEFAULT_VOICE = "piper:joe"
 """The voice of a bundle made before voice choice existed."""
-__all__ = ["Chunk", "RenderOptions", "Replica", "decode_audio_bytes", "load_replica", "render_chunks", "render_to_file",
-           "render_to_url", "stream_mp4", "validate_request"]
+__all__ = ["Chunk", "RenderOptions", "Replica", "decode_audio_bytes", "framing", "load_replica", "render_chunks",
+           "render_to_file", "render_to_url", "stream_mp4", "validate_request"]
 
 
 class RenderOptions(Section):
@@ -79,8 +82,15 @@ class RenderOptions(Section):
     """Add the replica's idle motion (blinks, brows, head sway) to what the animator drives."""
     seed: int = 0
     """Seed of the idle motion (same seed, same blinks)."""
+    framing: Literal["person", "crop"] = "person"
+    """person: the head composited back into the person's own footage (a calm stretch looped), at its resolution
+    and aspect ratio (bundles whose source video is gone fall back to crop); crop: the rendered head crop alone."""
     size: int | None = Field(None, ge=16)
-    """Longer side of the output frames in pixels (None: the avatar's own image size)."""
+    """Longer side of the output frames in pixels (None: the source video's, or with crop the avatar's)."""
+    aspect: str | None = Field(None, pattern=r"^\d+(\.\d+)?:\d+(\.\d+)?$")
+    """Cut the output to this width:height around the face (e.g. 9:16, 1:1, 16:9); None keeps the frame's own."""
+    plate_seconds: float = Field(3.0, gt=0)
+    """Length of the person's footage looped behind the head (seconds; the calmest stretch is used)."""
     crf: int = Field(20, ge=0, le=51)
     """x264 quality of the mp4 (0 lossless … 51 worst)."""
 
@@ -103,6 +113,9 @@ class Replica:
     device: str
     backend: str = "auto"
     """`render.raster` backend: "auto" (gsplat on CUDA, the torch rasterizer on CPU), "gsplat" or "torch"."""
+    source: dict | None = None
+    """The person's footage for `framing: person`: "video" URL, "boxes" [F, 3] crop boxes and "size" (w, h) in
+    source pixels, "motion" [F, 6] tracked rot + trans; None when the bundle has no reachable source video."""
 
 
 @dataclass
@@ -165,7 +178,21 @@ def load_replica(url: str, *, animator: str | None = None, device: str = "cpu", 
     rest = {"shape": shape, **{key: getattr(tracked, key).mean(0) for key in ("neck", "rot", "trans")}}
     return Replica(url, avatar, model, record["voice"], ProsodyShift(record.get("tempo", 1.0),
                                                                      record.get("semitones", 0.0)),
-                   idle, {k: v.to(device) for k, v in rest.items()}, default_head_model().to(device), device, backend)
+                   idle, {k: v.to(device) for k, v in rest.items()}, default_head_model().to(device), device, backend,
+                   _source(manifest, url, tracked))
+
+
+def _source(manifest: dict, bundle: str, tracked: FaceParams) -> dict | None:
+    """The person's footage and crop boxes, when the bundle has them and the source video is still there."""
+    face_url, report_url = _artifact(manifest, bundle, "ingest/face"), _artifact(manifest, bundle, "ingest/report")
+    video = manifest.get("input", {}).get("video")
+    if face_url is None or report_url is None or not video or not storage.exists(video):
+        return None
+    with np.load(io.BytesIO(storage.read_bytes(face_url))) as face:
+        boxes = face["boxes"]
+    motion = torch.cat([tracked.rot, tracked.trans], dim=1).numpy()
+    return {"video": video, "boxes": boxes, "size": tuple(storage.read_json(report_url)["source_size"]),
+            "motion": motion}
 
 
 def validate_request(replica: Replica, text: str | None, audio: np.ndarray | None, options: RenderOptions) -> str:
@@ -315,16 +342,46 @@ def render_chunks(replica: Replica, *, text: str | None = None, audio: np.ndarra
             pending.append(wav)
             yield torch.as_tensor(wav, device=replica.device)[None]
 
+    plate = _plate(replica, options)
     start, previous = 0, None
     for part in _regroup(face_stream(replica, heard(), style), options.first_chunk_frames, options.chunk_frames):
         params = _posed(replica, part, start, options)
         frames, previous = _frames(replica, params, previous, options)
         n = frames.shape[0]
         wav = _take(pending, n * SAMPLES_PER_FRAME)
-        yield Chunk(start, _uint8(_resized(frames, options.size)), wav,
+        yield Chunk(start, _framed(frames, start, plate, options), wav,
                     {key: getattr(params, key).cpu().numpy() for key in ("expr", "jaw", "neck", "rot", "trans")},
                     progress[0])
         start += n
+
+
+def framing(replica: Replica, options: RenderOptions) -> str:
+    """The framing a render will have: "person" or "crop" (the latter also when the source video is gone)."""
+    return "person" if options.framing == "person" and replica.source is not None else "crop"
+
+
+def _plate(replica: Replica, options: RenderOptions) -> Plate | None:
+    if framing(replica, options) != "person":
+        return None
+    source = replica.source
+    return load_plate(source["video"], source["boxes"], source["motion"], source["size"], size=options.size,
+                      seconds=options.plate_seconds)
+
+
+def _framed(frames: torch.Tensor, start: int, plate: Plate | None, options: RenderOptions) -> np.ndarray:
+    """Rendered crops [n, s, s, 3] in [0, 1] → output frames: composited into the plate (or resized), then cut
+    to `options.aspect` around the face."""
+    if plate is None:
+        out = _uint8(_resized(frames, options.size))
+        centre = (out.shape[2] / 2, out.shape[1] / 2)
+    else:
+        out = composite(_uint8(frames), start, plate)
+        box = plate.boxes.mean(0)
+        centre = (box[0] + box[2] / 2, box[1] + box[2] / 2)
+    if options.aspect:
+        width, height = (float(v) for v in options.aspect.split(":"))
+        out = frame_to_aspect(out, width / height, *centre)
+    return out
 
 
 def _take(pending: collections.deque[np.ndarray], n: int) -> np.ndarray:

@@ -4,17 +4,19 @@
 the server need a complete, verifiable bundle quickly, so this packages the same artifacts directly: the true
 params as `track/params`, a quickly trained 64² avatar with a briefly trained refiner, an untrained tiny
 animator whose output heads are randomised (so its output moves with the audio and chunked-vs-whole checks
-are not trivially constant), a fixed espeak voice and typical idle statistics.
+are not trivially constant), a fixed espeak voice, typical idle statistics, and "source footage": the person
+pasted into a larger portrait frame with its crop boxes, for rendering composited back into it.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datasets import storage
+from datasets import media, storage
 from foundation.animation.model import Animator, AnimatorConfig
 from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
 from foundation.audio.features import FeatureConfig
@@ -48,6 +50,27 @@ def tiny_animator(seed: int = 0) -> tuple[Animator, AudioEncoder]:
     return animator, encoder
 
 
+SOURCE_SIZE, SOURCE_BOX = (96, 128), (16, 40, 64)
+"""The tiny replica's "source video": a 96×128 portrait frame with the 64² person at x 16, y 40."""
+
+
+def write_source(bundle: str) -> tuple[str, dict[str, str]]:
+    """The footage the tiny replica was "made from" (the person pasted into a larger portrait frame, as a phone
+    would film them) and its ingest artifacts: crop boxes and the report. Returns (video URL, outputs)."""
+    person = make_person()
+    (width, height), (x0, y0, side) = SOURCE_SIZE, SOURCE_BOX
+    frames = np.empty((len(person.frames), height, width, 3), np.uint8)
+    frames[:] = np.linspace(40, 200, height, dtype=np.uint8)[None, :, None, None]  # a wall behind them
+    frames[:, y0:y0 + side, x0:x0 + side] = person.frames
+    video = storage.join(bundle, "source", "person.mp4")
+    media.write_mp4(video, frames, fps=25.0, audio=person.audio, crf=12)
+    buffer = io.BytesIO()
+    np.savez(buffer, boxes=np.tile(np.array(SOURCE_BOX, np.float32), (len(frames), 1)))
+    storage.write_bytes(storage.join(bundle, "ingest/face.npz"), buffer.getvalue())
+    storage.write_json(storage.join(bundle, "ingest/report.json"), {"source_size": list(SOURCE_SIZE)})
+    return video, {"face": "ingest/face.npz", "report": "ingest/report.json"}
+
+
 def build_tiny_replica(bundle: str) -> str:
     """Write a complete replica bundle at `bundle` (any storage URL); returns it."""
     person = make_person()
@@ -58,6 +81,8 @@ def build_tiny_replica(bundle: str) -> str:
         write_step(bundle, record)
         records.append(record)
 
+    video, ingest = write_source(bundle)
+    step("ingest", ingest)
     save_params(storage.join(bundle, "track/params.npz"), PersonParams(person.params, person.camera, 25.0))
     step("track", {"params": "track/params.npz"})
     storage.write_json(storage.join(bundle, "voice/voice.json"), {"voice": VOICE, "tempo": 1.0, "semitones": 0.0})
@@ -71,7 +96,7 @@ def build_tiny_replica(bundle: str) -> str:
     fit = fit_avatar(person.frames, person.params, person.camera, AVATAR, REFINE, progress=False)
     save_fit(fit, storage.join(bundle, "avatar/avatar.pt"))
     step("avatar", {"avatar": "avatar/avatar.pt"}, fit.quality.get("heldout", {}))
-    write_manifest(bundle, "synthetic:tiny", "0" * 64, records, {"avatar": AVATAR.model_dump(mode="json")})
+    write_manifest(bundle, storage.absolute(video), "0" * 64, records, {"avatar": AVATAR.model_dump(mode="json")})
     return bundle
 
 

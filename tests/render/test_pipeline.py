@@ -16,7 +16,7 @@ from foundation.conformer import STREAM_HISTORY
 from render.export import ParamsExport, read_params_export
 from render.pipeline import (SAMPLES_PER_FRAME, RenderOptions, face_stream, load_replica, render_chunks,
                              stream_mp4, validate_request)
-from tests.render.replica import person_audio
+from tests.render.replica import SOURCE_BOX, person_audio
 from tests.replica_cli import run_replica
 
 
@@ -34,7 +34,7 @@ def test_cli_renders_text_to_an_mp4_whose_video_lasts_as_long_as_its_audio(tiny_
     info = probe(str(out))
     frames, audio = read_video(str(out)), read_audio(str(out))
     assert info.has_audio and info.video_codec == "h264" and info.audio_codec == "aac"
-    assert len(frames) >= 25 and frames.shape[1:] == (64, 64, 3)
+    assert len(frames) >= 25 and frames.shape[1:] == (128, 96, 3)  # composited into the portrait source footage
     assert len(audio) == len(frames) * SAMPLES_PER_FRAME  # to the sample
     assert np.abs(audio).max() > 0.1  # speech, not silence
     assert frames.std(axis=0).mean() > 0.5  # the face moves
@@ -65,11 +65,32 @@ def test_chunked_frames_equal_whole_frames_and_carry_the_audio(replica):
     assert [len(c.frames) for c in small][:3] == [2, 7, 7] and len(big) == 1
     assert [c.start_frame for c in small] == list(np.cumsum([0] + [len(c.frames) for c in small[:-1]]))
     frames = np.concatenate([c.frames for c in small])
-    assert frames.shape == big[0].frames.shape == (30, 64, 64, 3)
+    assert frames.shape == big[0].frames.shape == (30, 128, 96, 3)
     assert np.abs(frames.astype(int) - big[0].frames).max() <= 1  # params agree to float rounding
     np.testing.assert_array_equal(np.concatenate([c.audio for c in small]), big[0].audio)
     np.testing.assert_array_equal(big[0].audio, audio)
     assert small[-1].progress == 1.0
+
+
+def test_the_head_is_composited_into_the_persons_footage_and_framings_follow_the_options(replica):
+    from render.pipeline import _plate
+
+    audio = person_audio(0.6)
+    chunk = next(render_chunks(replica, audio=audio, options=RenderOptions(first_chunk_frames=15)))
+    plate = _plate(replica, RenderOptions())
+    (x0, y0, side), frame = SOURCE_BOX, chunk.frames[3]
+    expected = plate.frames[plate.index(3)]
+    outside = np.ones(frame.shape[:2], bool)
+    outside[y0:y0 + side, x0:x0 + side] = False
+    np.testing.assert_array_equal(frame[outside], expected[outside])  # body and background are the footage's
+    inner = (slice(y0 + 16, y0 + side - 16), slice(x0 + 16, x0 + side - 16))
+    assert np.abs(frame[inner].astype(int) - expected[inner]).mean() > 1  # the face is the render
+    edge = ~outside
+    edge[y0 + 3:y0 + side - 3, x0 + 3:x0 + side - 3] = False  # the box's outer 3 px: the crop fades out there
+    assert np.abs(frame[edge].astype(int) - expected[edge]).mean() < 6  # no seam
+    crop = next(render_chunks(replica, audio=audio, options=RenderOptions(framing="crop", size=32)))
+    square = next(render_chunks(replica, audio=audio, options=RenderOptions(aspect="1:1")))
+    assert crop.frames.shape[1:] == (32, 32, 3) and square.frames.shape[1:] == (96, 96, 3)
 
 
 def test_stream_context_stays_bounded_however_long_the_script(replica):
