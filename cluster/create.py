@@ -3,17 +3,25 @@
 The steps run in order, each reading its inputs from the bundle folder and writing its outputs there
 (`personalize.bundle`): **ingest** (checks, 16 kHz speech, a stable face crop and its landmarks —
 `personalize.ingest`), **track** (head-model parameters for every frame, photometric refinement, contact
-sheet — `personalize.tracking`), **avatar** (the Gaussian avatar + refiner trained on the crop frames against
-the *tracked* meshes, keeping the per-frame parameter corrections it learns — `render.fit`). A step whose
-record shows the same inputs and intact outputs is skipped, so a re-run after a crash resumes; `replica.json`
-is written last. Voice choice and animator fine-tuning (issue 10's remaining steps) plug in as further steps.
+sheet — `personalize.tracking`), **voice** (the TTS pool ranked against the person's speech —
+`personalize.voice`), **finetune** (the foundation animator fine-tuned on the person's own speech and tracked
+parameters by a Ray Tune search, and their idle motion — `personalize.finetune`, `personalize.idle`),
+**avatar** (the Gaussian avatar + refiner trained on the crop frames against the *tracked* meshes, keeping the
+per-frame parameter corrections it learns — `render.fit`). A step whose record shows the same inputs and intact
+outputs is skipped, so a re-run after a crash resumes; `replica.json` is written last.
+
+The bundle then holds everything text → video needs: "voice/voice" (the chosen voice and prosody),
+"finetune/animator" (an animator export), "finetune/idle" (`IdleStats`), "track/params", "avatar/avatar".
+A synthetic person's video comes with its true parameters (`<stem>.params.npz`); each step then also records
+how close it got to them (`personalize.groundtruth`) under its metrics' "truth".
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from rich.console import Console
@@ -22,36 +30,60 @@ from cluster.runtime import RuntimeConfig, init_ray, resolve
 from datasets import media, storage
 from datasets.errors import ReplicaError
 from personalize.bundle import STEPS, StepRecord, finished_step, fingerprint, sha256_of, write_manifest, write_step
+from personalize.finetune import FinetuneConfig, check_foundation
+from personalize.groundtruth import tracking_errors, true_person, true_voice
 from personalize.ingest import PersonIngestConfig
 from personalize.tracking import TrackingConfig
+from personalize.voice import VoiceConfig
 from render.avatar import AvatarConfig
 from render.refine import RefineConfig
 
-STEP_CPUS = {"ingest": 1, "track": 1, "avatar": 1}
-STEP_GPUS = {"ingest": 0.0, "track": 0.25, "avatar": 1.0}
-"""Resources each step asks Ray for (GPUs only where the runtime resolves to CUDA)."""
+STEP_CPUS = {"ingest": 1, "track": 1, "voice": 1, "finetune": 0, "avatar": 1}
+STEP_GPUS = {"ingest": 0.0, "track": 0.25, "voice": 0.0, "finetune": 0.0, "avatar": 1.0}
+"""Resources each step asks Ray for (GPUs only where the runtime resolves to CUDA). The finetune step only
+drives a Ray Tune search: its trials reserve the CPUs and GPU fractions (`finetune.cpus_per_trial`,
+`gpus_per_trial`)."""
 
 
 @dataclass(frozen=True)
 class CreateSettings:
-    """The config sections a creation reads (the run config's `creation`, `tracking`, `avatar`, `refine`)."""
+    """The config sections a creation reads (the run config's `creation`, `tracking`, `avatar`, `refine`,
+    `voice`, `finetune`)."""
 
     creation: PersonIngestConfig
     tracking: TrackingConfig
     avatar: AvatarConfig
     refine: RefineConfig
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     @classmethod
     def of(cls, cfg) -> CreateSettings:
-        return cls(cfg.creation, cfg.tracking, cfg.avatar, cfg.refine)
+        return cls(cfg.creation, cfg.tracking, cfg.avatar, cfg.refine, cfg.voice, cfg.finetune)
 
     def step_config(self, step: str) -> dict:
         """The settings a step's outputs depend on (part of its inputs' fingerprint)."""
-        sections = {"ingest": ("creation",), "track": ("tracking",), "avatar": ("avatar", "refine")}[step]
+        sections = {"ingest": ("creation",), "track": ("tracking",), "voice": ("voice",), "finetune": ("finetune",),
+                    "avatar": ("avatar", "refine")}[step]
         chosen = {name: getattr(self, name).model_dump(mode="json") for name in sections}
         if step == "ingest":
             chosen["image_size"] = self.avatar.image_size
+        if step == "finetune":  # the foundation export's bytes, not its URL, are what the outputs depend on
+            chosen["finetune"]["foundation"] = _sha256_once(self.finetune.foundation) if self.finetune.foundation \
+                else None
         return chosen
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_once(url: str) -> str:
+    """sha256 of a model file, read once per process (a fleet fingerprints many bundles against one foundation)."""
+    return sha256_of(url)
+
+
+def step_inputs(previous: str, settings: CreateSettings, step: str) -> str:
+    """The fingerprint of a step's inputs: the previous step's (or, for the first, the video's sha256) chained
+    with the step's settings. A step is skipped when its record carries the same fingerprint."""
+    return fingerprint({"after": previous, "config": settings.step_config(step)})
 
 
 def _npz(**arrays) -> bytes:
@@ -72,7 +104,7 @@ def _ingest(bundle: str, video: str, cfg) -> tuple[dict, dict]:
     return outputs, {k: person.report[k] for k in ("frames", "usable_fraction", "face_px", "rotation")}
 
 
-def _track(bundle: str, cfg, device: str) -> tuple[dict, dict]:
+def _track(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     from foundation.head import save_params
     from personalize.tracking import contact_sheet, track
     from render.video import write_png
@@ -89,7 +121,57 @@ def _track(bundle: str, cfg, device: str) -> tuple[dict, dict]:
     storage.write_json(storage.join(bundle, "track/metrics.json"), result.metrics)
     outputs = {"params": "track/params.npz", "appearance": "track/appearance.npz", "sheet": "track/sheet.png",
                "metrics": "track/metrics.json"}
-    return outputs, result.metrics
+    metrics = dict(result.metrics)
+    truth = true_person(video)
+    if truth is not None:
+        with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
+            metrics["truth"] = tracking_errors(result.person, truth, face["boxes"])
+    return outputs, metrics
+
+
+def _voice(bundle: str, video: str, cfg) -> tuple[dict, dict]:
+    from personalize.voice import choose_voice
+
+    wav = media.read_audio(storage.join(bundle, "ingest/crop.mp4"))
+    choice = choose_voice(wav, cfg.voice, voice=cfg.voice.override)
+    storage.write_json(storage.join(bundle, "voice/voice.json"), choice.to_json())
+    ranking = choice.ranking
+    metrics = {"voice": choice.voice, "candidate": choice.candidate.id, "overridden": choice.overridden,
+               "candidates": len(ranking),
+               "top3": [{"id": c.id, choice.rank_by: round(c.scores[choice.rank_by], 4)} for c in ranking[:3]]}
+    truth = true_person(video)
+    voice = true_voice(truth) if truth is not None else None
+    if voice is not None:
+        in_pool = voice in {c.voice for c in ranking}
+        metrics["truth"] = {"voice": voice, "rank": choice.rank_of(voice) if in_pool else None}
+    return {"voice": "voice/voice.json"}, metrics
+
+
+def _finetune(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
+    from foundation.head import load_params
+    from foundation.models import save_export
+    from personalize.finetune import PersonData, finetune_animator
+    from personalize.idle import fit_idle
+
+    person = load_params(storage.join(bundle, "track/params.npz"))
+    idle = fit_idle(person.params, person.fps)
+    storage.write_json(storage.join(bundle, "finetune/idle.json"), idle.to_json())
+    wav = media.read_audio(storage.join(bundle, "ingest/crop.mp4"))
+    truth = true_person(video)
+    data = PersonData(wav, person.params.as_dict(), truth.params.as_dict() if truth is not None else None)
+    progress = storage.join(bundle, "finetune/progress.json")
+    result = finetune_animator(data, cfg.finetune, storage.join(bundle, "finetune/search"), device,
+                               on_result=lambda rows: storage.write_json(progress, {"trials": rows}))
+    save_export(result.export, storage.join(bundle, "finetune/animator.pt"))
+    storage.write_json(storage.join(bundle, "finetune/search.json"), {"metrics": result.metrics,
+                                                                       "trials": result.trials})
+    metrics = {k: v for k, v in result.metrics.items() if not k.startswith("heldout_true")}
+    if truth is not None:
+        metrics["truth"] = {k: v for k, v in result.metrics.items() if k.startswith("heldout_true")}
+    metrics["idle"] = {"blinks_per_min": round(60 * idle.blink_rate, 1),
+                       "head_std_deg": [round(float(np.degrees(s)), 2) for s in idle.head_std]}
+    outputs = {"animator": "finetune/animator.pt", "search": "finetune/search.json", "idle": "finetune/idle.json"}
+    return outputs, metrics
 
 
 def _avatar(bundle: str, cfg, device: str, renderer: str) -> tuple[dict, dict]:
@@ -118,7 +200,11 @@ def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: st
     if step == "ingest":
         outputs, metrics = _ingest(bundle, video, cfg)
     elif step == "track":
-        outputs, metrics = _track(bundle, cfg, device)
+        outputs, metrics = _track(bundle, video, cfg, device)
+    elif step == "voice":
+        outputs, metrics = _voice(bundle, video, cfg)
+    elif step == "finetune":
+        outputs, metrics = _finetune(bundle, video, cfg, device)
     else:
         outputs, metrics = _avatar(bundle, cfg, device, renderer)
     record = StepRecord(step, inputs, outputs, {}, round(time.perf_counter() - started, 1), metrics)
@@ -136,6 +222,10 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     video, out = storage.absolute(video), storage.absolute(out)  # Ray workers need not share our directory
     if not storage.exists(video):
         raise ReplicaError(video, "no such file")
+    if settings.finetune.foundation:  # Ray workers need not share our directory either
+        settings = replace(settings, finetune=settings.finetune.model_copy(
+            update={"foundation": storage.absolute(settings.finetune.foundation)}))
+    check_foundation(settings.finetune.foundation)  # before any heavy work
     console = console or Console(stderr=True)
     resolved = resolve(runtime or RuntimeConfig())
     ray = init_ray(runtime)
@@ -144,7 +234,7 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     summary = {"bundle": out, "steps": {}}
     previous = video_sha
     for step in STEPS:
-        inputs = fingerprint({"after": previous, "config": settings.step_config(step)})
+        inputs = step_inputs(previous, settings, step)
         record = finished_step(out, step, inputs)
         if record is None:
             gpus = STEP_GPUS[step] if resolved.device == "cuda" else 0
@@ -161,11 +251,44 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
             summary["steps"][step] = {"status": "done", "seconds": record.seconds}
         else:
             summary["steps"][step] = {"status": "skipped", "seconds": record.seconds}
-        console.print(f"  {step}: {summary['steps'][step]['status']} ({record.seconds:.1f}s) {record.metrics}",
-                      highlight=False)
+        console.print(f"  {step}: {summary['steps'][step]['status']} ({record.seconds:.1f}s)", highlight=False)
         records.append(record)
         previous = fingerprint(record.sha256)
     manifest = write_manifest(out, video, video_sha, records,
                               {step: settings.step_config(step) for step in STEPS})
     summary["metrics"] = manifest["metrics"]
+    for line in quality_lines(summary["metrics"]):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     return summary
+
+
+def quality_lines(metrics: dict) -> list[str]:
+    """The creation's quality in a few lines (per step, and against the truth for a synthetic person)."""
+    lines = []
+    track, voice, tune = metrics.get("track", {}), metrics.get("voice", {}), metrics.get("finetune", {})
+    if track:
+        line = f"tracking: landmarks {track['landmark_px_mean']:.2f} px from MediaPipe's"
+        if "truth" in track:
+            t = track["truth"]
+            line += (f"; vs truth: face vertices {t['vertex_error_iod_pct']:.2f}% IOD, expression corr "
+                     f"{t['expression_corr']:.2f}, landmarks {t['landmark_px_vs_truth']:.2f} px")
+        lines.append(line)
+    if voice:
+        top = ", ".join(f"{c['id']} {next(v for k, v in c.items() if k != 'id'):.3f}" for c in voice["top3"])
+        line = f"voice: {voice['candidate']}{' (override)' if voice['overridden'] else ''} of {voice['candidates']}"
+        line += f" candidates (top 3: {top})"
+        if voice.get("truth"):
+            truth = voice["truth"]
+            line += (f"; true voice {truth['voice']} ranks {truth['rank']}" if truth["rank"] is not None
+                     else f"; the true voice {truth['voice']} is not a candidate")
+        lines.append(line)
+    if tune:
+        line = (f"fine-tune: held-out LVE {tune['heldout_lve_mm_before']:.2f} → {tune['heldout_lve_mm_after']:.2f} mm"
+                f" ({tune['shipped']}; {tune['trials']} trials, {tune['stopped_early']} stopped early)")
+        if tune.get("truth"):
+            t = tune["truth"]
+            line += f"; vs truth {t['heldout_true_lve_mm_before']:.2f} → {t['heldout_true_lve_mm_after']:.2f} mm"
+        lines.append(line)
+        lines.append(f"idle: {tune['idle']['blinks_per_min']} blinks/min, head sway std "
+                     + "/".join(f"{d:.1f}" for d in tune["idle"]["head_std_deg"]) + "°")
+    return lines

@@ -12,12 +12,21 @@ from launch.context import ConfigOpt, SetOpt, console, load, output, require
 def create(video: str = typer.Argument(..., help="A 1–2 minute video of one person talking (any container)."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Bundle folder (path or s3:// URL) "
                                              "(default: <storage.root>/replicas/<video stem>)."),
+           animator: Optional[str] = typer.Option(None, "--animator", help="The pre-trained foundation animator "
+                                                  "(model.pt) to fine-tune (default: finetune.foundation)."),
+           voice: Optional[str] = typer.Option(None, "--voice", help="Deploy this candidate voice whatever the "
+                                               "ranking (e.g. flite:slt, flite:slt@fitted)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
-    """Create a replica: ingest → track → avatar, each a Ray task; a re-run resumes at the first unfinished step."""
+    """Create a replica: ingest → track → voice → finetune → avatar, each a Ray task (fine-tuning a Ray Tune
+    search); a re-run resumes at the first unfinished step."""
     from cluster.create import CreateSettings, create_replica
     from launch.config import save_config
 
     cfg = load(config, overrides)
+    if animator:
+        cfg.finetune.foundation = animator
+    if voice:
+        cfg.voice.override = voice
     require(video)
     stem = video.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     out = output(cfg, out, "replicas", stem)

@@ -2,7 +2,8 @@
 
     <bundle>/
       steps/<step>.json      one record per finished step: its inputs' fingerprint, outputs with sha256, seconds
-      ingest/ track/ avatar/ the steps' artifacts (crop video, params.npz, texture, avatar.pt, sheets, JSON)
+      ingest/ track/ voice/  the steps' artifacts (crop video, params.npz, texture, voice.json, animator.pt,
+      finetune/ avatar/      idle.json, avatar.pt, sheets, JSON)
       replica.json           written last: versions, the input video's hash, every artifact's URL and sha256,
                              metrics and per-step timings — a bundle without it is partial
 
@@ -24,8 +25,8 @@ from datasets.errors import ReplicaError
 
 MANIFEST = "replica.json"
 BUNDLE_VERSION = 1
-STEPS = ("ingest", "track", "avatar")
-"""The creation steps in order (voice choice and animator fine-tuning join here as they land)."""
+STEPS = ("ingest", "track", "voice", "finetune", "avatar")
+"""The creation steps in order."""
 
 
 def sha256_of(url: str) -> str:

@@ -84,6 +84,9 @@ class VoiceConfig(Section):
     """Largest tempo change of a fitted voice (a factor; also its inverse as the smallest)."""
     max_semitones: float = Field(4.0, ge=0.0)
     """Largest pitch shift of a fitted voice (semitones; larger shifts sound processed)."""
+    override: str | None = None
+    """Deploy this candidate id (e.g. "flite:slt", "flite:slt@fitted") whatever the ranking (`replica create
+    --voice`); None deploys the best."""
     rank_by: Literal["resemblyzer", "foundation"] = "resemblyzer"
     """Whose similarity orders the candidates. resemblyzer (GE2E, pretrained on thousands of speakers) unless the
     foundation encoder verifies speakers better (its `eval.json` EER below resemblyzer's); "foundation" needs

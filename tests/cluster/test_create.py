@@ -1,30 +1,46 @@
-"""`replica create` on a local Ray: a synthetic person's video → a verified bundle; re-runs resume, tampering
-is caught."""
+"""`replica create` on a local Ray: a synthetic person's video → a verified bundle with every step's ground-truth
+numbers; a create killed during fine-tuning resumes, re-runs skip finished steps, tampering is caught.
+
+The bundle is made the way a user makes one: the `replica` command in a subprocess (on the session's Ray),
+SIGKILLed while its fine-tuning search runs, then run again to the end. The foundation animator is an untrained
+tiny one (what the pipeline does with it is under test here, not its quality; tests/foundation trains real ones).
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import subprocess
+import time
 
 import pytest
+import torch
 
 from cluster.create import CreateSettings, create_replica
 from datasets import storage
 from datasets.errors import ReplicaError
 from foundation.world import SynthConfig, synth_person
+from launch.config import load_config
 from personalize.bundle import MANIFEST, bundle_state, list_bundles, read_manifest, step_url, verify
-from personalize.ingest import PersonIngestConfig
-from personalize.tracking import TrackingConfig
-from render.avatar import AvatarConfig
-from render.refine import RefineConfig
+from tests.replica_cli import REPLICA
 
-SETTINGS = CreateSettings(
-    creation=PersonIngestConfig(min_seconds=2.0, track_size=128, min_face_px=32, face_check_frames=3),
-    tracking=TrackingConfig(rigid_iterations=30, iterations=60, photometric_iterations=4, photometric_frames=2,
-                            photometric_size=32, texture_size=32),
-    avatar=AvatarConfig(image_size=48, iterations=30, densify_from=10, densify_until=25, densify_every=5,
-                        max_gaussians=4000),
-    refine=RefineConfig(channels=8, levels=1, disc_channels=8, iterations=4, batch_size=2),
-)
+OVERRIDES = [
+    "creation.min_seconds=2.0", "creation.track_size=128", "creation.min_face_px=32", "creation.face_check_frames=3",
+    "tracking.rigid_iterations=30", "tracking.iterations=60", "tracking.photometric_iterations=4",
+    "tracking.photometric_frames=2", "tracking.photometric_size=32", "tracking.texture_size=32",
+    "avatar.image_size=48", "avatar.iterations=30", "avatar.densify_from=10", "avatar.densify_until=25",
+    "avatar.densify_every=5", "avatar.max_gaussians=4000", "refine.channels=8", "refine.levels=1",
+    "refine.disc_channels=8", "refine.iterations=4", "refine.batch_size=2",
+    "voice.candidates=[flite:*]", "voice.sentences=2", "voice.prosody=false",
+    # one trial reporting every 5 of its 40 steps: the driver is killed while it still runs
+    "finetune.trials=1", "finetune.steps=[40]", "finetune.report_every=5", "finetune.batch_size=2",
+]
+STEPS_DONE = ["ingest", "track", "voice", "finetune", "avatar"]
+
+
+def settings(foundation: str | None) -> CreateSettings:
+    return CreateSettings.of(load_config("tiny", OVERRIDES + [f"finetune.foundation={foundation}"] * bool(foundation)))
 
 
 @functools.cache
@@ -34,41 +50,109 @@ def person_video(folder: str) -> str:
     return video
 
 
+@functools.cache
+def foundation(folder: str) -> str:
+    """An untrained tiny animator export (the tiny config's sizes), starting at a neutral face."""
+    from foundation.animation.model import Animator
+    from foundation.audio.encoder import AudioEncoder
+    from foundation.models import animator_export, save_export
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    animator = Animator(cfg.animator)
+    animator.init_mean({"expr": torch.full((52,), 0.05),
+                        **{k: torch.zeros(3) for k in ("jaw", "neck", "rot", "trans")}})
+    url = f"{folder}/foundation.pt"
+    save_export(animator_export(animator, AudioEncoder(cfg.audio_encoder).eval(), cfg.features, "untrained"), url)
+    return url
+
+
+def replica_create(video: str, bundle: str, animator: str, ray_address: str) -> subprocess.Popen:
+    args = [REPLICA, "create", video, "--out", bundle, "--animator", animator]
+    args += [a for override in OVERRIDES for a in ("--set", override)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"RAY_ADDRESS": ray_address}
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # its own process group, killed as one
+
+
 @pytest.fixture(scope="module")
 def created(ray_cluster, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("create")
-    bundle = str(folder / "replicas" / "ann")
-    summary = create_replica(person_video(str(folder)), bundle, SETTINGS)
-    return bundle, summary
+    """A bundle whose first `replica create` was SIGKILLed during fine-tuning and whose second finished."""
+    folder = str(tmp_path_factory.mktemp("create"))
+    bundle, video, animator = f"{folder}/replicas/ann", person_video(folder), foundation(folder)
+    address = ray_cluster.get_runtime_context().gcs_address
+    first = replica_create(video, bundle, animator, address)
+    deadline = time.monotonic() + 600
+    while not storage.exists(f"{bundle}/finetune/progress.json") and first.poll() is None:
+        assert time.monotonic() < deadline, "fine-tuning never reported"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    killed_log = first.communicate()[0]
+    assert first.returncode == -signal.SIGKILL, killed_log[-3000:]
+    killed_mid_finetune = not storage.exists(step_url(bundle, "finetune"))
+    second = replica_create(video, bundle, animator, address)
+    log = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, log[-3000:]
+    return {"bundle": bundle, "video": video, "animator": animator, "killed_mid_finetune": killed_mid_finetune,
+            "log": log}
+
+
+def test_a_create_killed_during_finetuning_resumes_after_the_finished_steps(created):
+    assert created["killed_mid_finetune"]
+    for step, status in zip(STEPS_DONE, ["skipped", "skipped", "skipped", "done", "done"]):
+        assert f"  {step}: {status}" in created["log"], created["log"][-3000:]
 
 
 def test_create_writes_a_complete_bundle_that_verifies(created):
-    bundle, summary = created
-    assert [s["status"] for s in summary["steps"].values()] == ["done", "done", "done"]
+    from foundation.models import load_animator
+    from personalize.idle import IdleStats
+
+    bundle = created["bundle"]
     manifest = read_manifest(bundle)
-    assert {"ingest/crop", "track/params", "avatar/avatar"} <= set(manifest["artifacts"])
-    assert manifest["input"]["sha256"] and set(manifest["timings_s"]) == {"ingest", "track", "avatar"}
-    assert manifest["metrics"]["track"]["landmark_px_mean"] < 3.0
-    assert "splat" in manifest["metrics"]["avatar"]
+    assert {"ingest/crop", "track/params", "voice/voice", "finetune/animator", "finetune/idle", "finetune/search",
+            "avatar/avatar"} <= set(manifest["artifacts"])
+    assert manifest["input"]["sha256"] and list(manifest["timings_s"]) == STEPS_DONE
     assert verify(bundle) == {"ok": True, "checked": len(manifest["artifacts"]), "problems": []}
+    load_animator(storage.join(bundle, manifest["artifacts"]["finetune/animator"]["url"]))
+    IdleStats.from_json(storage.read_json(storage.join(bundle, "finetune/idle.json")))
+    assert storage.read_json(storage.join(bundle, "voice/voice.json"))["voice"].startswith("flite:")
+
+
+def test_every_step_is_measured_against_the_synthetic_persons_truth(created):
+    metrics = read_manifest(created["bundle"])["metrics"]
+    assert metrics["track"]["landmark_px_mean"] < 3.0
+    track = metrics["track"]["truth"]
+    assert track["landmark_px_vs_truth"] < 3.0 and 0 < track["vertex_error_iod_pct"] < 20
+    assert -1 <= track["expression_corr"] <= 1
+    assert metrics["voice"]["truth"]["rank"] == 1  # flite voices are far apart; the true one wins
+    tune = metrics["finetune"]
+    assert tune["heldout_lve_mm_after"] < tune["heldout_lve_mm_before"]  # from an untrained animator
+    assert {"heldout_true_lve_mm_before", "heldout_true_lve_mm_after"} == set(tune["truth"])
+    assert "splat" in metrics["avatar"]
+    assert "fine-tune: held-out LVE" in created["log"] and "true voice flite:" in created["log"]
 
 
 def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
-    bundle, _ = created
-    video = read_manifest(bundle)["input"]["video"]
-    again = create_replica(video, bundle, SETTINGS)
-    assert [s["status"] for s in again["steps"].values()] == ["skipped", "skipped", "skipped"]
-    # a crash after tracking: the avatar step's record and the manifest never got written
+    bundle, video = created["bundle"], created["video"]
+    again = create_replica(video, bundle, settings(created["animator"]))
+    assert [s["status"] for s in again["steps"].values()] == ["skipped"] * 5
+    # a crash after fine-tuning: the avatar step's record and the manifest never got written
     storage.remove(step_url(bundle, "avatar"))
     storage.remove(storage.join(bundle, MANIFEST))
-    assert bundle_state(bundle) == {"url": bundle, "state": "partial", "last_step": "track"}
-    resumed = create_replica(video, bundle, SETTINGS)
-    assert [s["status"] for s in resumed["steps"].values()] == ["skipped", "skipped", "done"]
+    assert bundle_state(bundle) == {"url": bundle, "state": "partial", "last_step": "finetune"}
+    resumed = create_replica(video, bundle, settings(created["animator"]))
+    assert [s["status"] for s in resumed["steps"].values()] == ["skipped"] * 4 + ["done"]
     assert [row["state"] for row in list_bundles(bundle.rsplit("/", 1)[0])] == ["complete"]
 
 
+def test_create_without_a_foundation_animator_is_a_clear_error_before_any_step(created, tmp_path):
+    with pytest.raises(ReplicaError, match="finetune.foundation: is not set"):
+        create_replica(created["video"], str(tmp_path / "bundle"), settings(None))
+    assert bundle_state(str(tmp_path / "bundle"))["state"] == "empty"
+
+
 def test_a_changed_artifact_fails_verification(created, tmp_path):
-    bundle, _ = created
+    bundle = created["bundle"]
     sheet = storage.join(bundle, "track", "sheet.png")
     original = storage.read_bytes(sheet)
     storage.write_bytes(sheet, original + b"tampered")
@@ -87,7 +171,7 @@ def test_a_rejected_video_stops_before_any_later_step(ray_cluster, tmp_path):
 
     write_mp4(str(silent), astronaut_frames(60, 64), fps=25.0)
     with pytest.raises(ReplicaError, match="no audio track"):
-        create_replica(str(silent), str(tmp_path / "bundle"), SETTINGS)
+        create_replica(str(silent), str(tmp_path / "bundle"), settings(foundation(str(tmp_path))))
     assert bundle_state(str(tmp_path / "bundle"))["state"] == "empty"
 
 
@@ -104,8 +188,9 @@ def test_real_footage_becomes_a_replica(ray_cluster, tmp_path, corpora_config):
     speech = np.pad(speech, (0, max(0, len(frames) * 640 - len(speech))))
     video = str(tmp_path / "carphone.mp4")
     write_mp4(video, frames, fps=25.0, audio=speech)
-    summary = create_replica(video, str(tmp_path / "bundle"), SETTINGS)
+    summary = create_replica(video, str(tmp_path / "bundle"), settings(foundation(str(tmp_path))))
     metrics = summary["metrics"]
     assert metrics["ingest"]["usable_fraction"] > 0.9
     assert metrics["track"]["landmark_px_median"] < 2.0  # at the 48² crop
+    assert "truth" not in metrics["track"] and "truth" not in metrics["voice"]  # real footage has none
     assert verify(str(tmp_path / "bundle"))["ok"]

@@ -1,0 +1,111 @@
+"""`replica create` benchmark → bench/results/create.json.
+
+A synthetic person talks for `--seconds` (`foundation.world.synth_person`, 128² frames, flite voices); the whole
+`replica create` runs on it with the tiny config on a local Ray, fine-tuning the animator `make demo` pre-trained
+(`--animator`). Recorded: wall time per step, tracking frames per second, the peak memory of the machine's
+replica processes (driver, the local Ray it starts, its workers and Tune trials together, sampled every 0.5 s), and every ground-truth
+metric the bundle carries (tracking error, the true voice's rank, fine-tune LVE before/after).
+
+    python bench/create.py [--seconds 90] [--animator runs/demo/animator/model.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and would shadow the packages.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil  # noqa: E402
+
+from bench.machine import describe_machine  # noqa: E402
+from cluster.create import CreateSettings, create_replica, quality_lines  # noqa: E402
+from datasets.errors import ReplicaError  # noqa: E402
+from foundation.world import SynthConfig, synth_person  # noqa: E402
+from launch.config import load_config  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "create.json"
+
+
+class PeakMemory:
+    """Peak summed RSS (MiB) of this process and its descendants: the local Ray it starts, whose workers and Tune
+    trials are the raylet's children."""
+
+    def __init__(self, every_s: float = 0.5):
+        self.peak_mib, self.every_s, self._stop = 0.0, every_s, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.NoSuchProcess:  # a worker that exited between listing and reading
+                pass
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak_mib = max(self.peak_mib, self._sample())
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=90.0)
+    parser.add_argument("--animator", default="runs/demo/animator/model.pt")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    if not Path(args.animator).exists():
+        raise SystemExit(f"{args.animator}: no such file (run `make demo` first, or pass --animator)")
+
+    cfg = load_config("tiny", [f"finetune.foundation={Path(args.animator).resolve()}",
+                               f"creation.min_seconds={min(30.0, args.seconds / 2)}"])
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        person = synth_person(args.seconds, f"{folder}/person.mp4",
+                              SynthConfig(size=128, supersample=1, atlas_size=256, voices=["flite:*"], seed=11))
+        synth_s = time.perf_counter() - started
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            try:
+                summary = create_replica(person["video"], f"{folder}/bundle", CreateSettings.of(cfg), cfg.runtime)
+            except ReplicaError as err:
+                raise SystemExit(str(err)) from None
+            total_s = time.perf_counter() - started
+    metrics = summary["metrics"]
+    steps = {name: step["seconds"] for name, step in summary["steps"].items()}
+    frames = metrics["ingest"]["frames"]
+    result = {
+        "video": {"seconds": person["seconds"], "frames": frames, "size": 128, "voice": person["voice"],
+                  "synth_seconds": round(synth_s, 1)},
+        "config": "tiny (launch/configs/tiny.yaml)", "animator": args.animator,
+        "step_seconds": steps, "total_seconds": round(total_s, 1),
+        "tracking_frames_per_s": round(frames / steps["track"], 2),
+        "peak_rss_MiB": round(memory.peak_mib),
+        "metrics": metrics, "summary": quality_lines(metrics),
+        "machine": describe_machine(("ray", "mediapipe", "torch")),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("step_seconds", "total_seconds", "tracking_frames_per_s",
+                                             "peak_rss_MiB", "summary")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
