@@ -58,15 +58,15 @@ def is_terminal(stream: IO[str] | None) -> bool:
 
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
                  disable: bool = False, file: IO[str] | None = None, leave: bool = False,
-                 interval_s: float = PLAIN_INTERVAL_S) -> tqdm:
+                 interval_s: float = PLAIN_INTERVAL_S, width: int = 80) -> tqdm:
     """A tqdm bar over `iterable` (or of `total` steps, advanced with `.update()`) written to `file`.
 
     file: where the bar goes (default: stderr at call time). On a terminal this is plain tqdm (`leave`:
     keep the finished bar on screen). Elsewhere the bar prints as plain ASCII lines, at most one every
-    `interval_s` seconds, and always leaves its final line.
+    `interval_s` seconds, at most `width` characters (a long postfix is cut), and always leaves its final line.
     """
     file = file if file is not None else sys.stderr
     if is_terminal(file):
         return tqdm(iterable, total=total, desc=desc, disable=disable, file=file, leave=leave)
     return tqdm(iterable, total=total, desc=desc, disable=disable, file=_PlainLines(file, interval_s), leave=True,
-                mininterval=interval_s, ascii=True, dynamic_ncols=False, ncols=80)
+                mininterval=interval_s, ascii=True, dynamic_ncols=False, ncols=width)
