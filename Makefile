@@ -7,8 +7,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.replica-installed
-# Debian packages replica needs at run time (TTS engines for the voice pool).
+# Debian packages replica needs at run time (TTS engines for the voice pool); the image installs these too.
 DEBS   := espeak-ng flite
+# Debian packages only the tests need (the web page's browser test), installed by `make setup` too.
+TEST_DEBS := chromium chromium-driver
 
 .PHONY: setup debs test demo docs bench clean
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 debs:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS) $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

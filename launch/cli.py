@@ -59,33 +59,18 @@ def demo(config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt,
     run_demo(cfg, output(cfg, out, "demo"), console)
 
 
-def _planned(group: str, what: str) -> typer.Typer:
-    sub = typer.Typer(help=f"{what} (planned).", invoke_without_command=True)
-
-    @sub.callback()
-    def _not_yet(ctx: typer.Context):
-        raise ReplicaError(f"replica {group}", f"not built yet: {what.lower()} comes in a later release")
-
-    return sub
-
-
-for _group, _what in [
-    ("render", "Render a script to an mp4 with a replica (text → speech → face → video)"),
-    ("serve", "Serve replicas for generation with Ray Serve"),
-    ("fleet", "Fan out replica creation over thousands of people"),
-]:
-    app.add_typer(_planned(_group, _what), name=_group)
-
-
 def _register_groups() -> None:
-    from launch import avatar_cli, create_cli, data_cli, jobs_cli, pretrain_cli
+    from launch import avatar_cli, create_cli, data_cli, fleet_cli, jobs_cli, pretrain_cli, render_cli, serve_cli
 
     create_cli.register(app)
+    render_cli.register(app)
     app.add_typer(data_cli.app, name="data")
     app.add_typer(pretrain_cli.app, name="pretrain")
     app.add_typer(avatar_cli.app, name="avatar")
     app.command("submit", context_settings=jobs_cli.SUBMIT_CONTEXT)(jobs_cli.submit)
     app.add_typer(jobs_cli.app, name="jobs")
+    serve_cli.register(app)
+    fleet_cli.register(app)
 
 
 _register_groups()

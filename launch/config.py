@@ -15,6 +15,7 @@ import pydantic
 import yaml
 from pydantic import Field
 
+from cluster.fleet import FleetConfig
 from cluster.runtime import RuntimeConfig
 from datasets import storage
 from datasets.config import Section, StorageConfig
@@ -28,9 +29,13 @@ from foundation.audio.encoder import AudioEncoderConfig
 from foundation.audio.features import FeatureConfig
 from foundation.training.config import TrainConfig
 from render.avatar import AvatarConfig
+from render.pipeline import RenderOptions
 from render.refine import RefineConfig
+from render.serve_config import ServeConfig
 from personalize.ingest import PersonIngestConfig
+from personalize.finetune import FinetuneConfig
 from personalize.tracking import TrackingConfig
+from personalize.voice import VoiceConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -83,8 +88,18 @@ class ReplicaConfig(Section):
     """`replica create`'s checks of a person's video and its face crop."""
     tracking: TrackingConfig = TrackingConfig()
     """How `replica create` fits the head model to every frame (landmarks, then photometry)."""
+    voice: VoiceConfig = VoiceConfig()
+    """How `replica create` chooses the person's voice from the TTS pool (candidates, sentences, override)."""
+    finetune: FinetuneConfig = FinetuneConfig()
+    """How `replica create` fine-tunes the foundation animator to the person (the Ray Tune search)."""
+    render: RenderOptions = RenderOptions()
+    """How `replica render` turns a script into video (chunking, idle motion, size, language, limits)."""
     demo: DemoConfig = DemoConfig()
     """What `replica demo` builds beyond the sections above."""
+    fleet: FleetConfig = FleetConfig()
+    """`replica fleet create`: avatars in flight, retries and their backoff, the step to stop after."""
+    serve: ServeConfig = ServeConfig()
+    """`replica serve`: the HTTP service (port, auth, limits, renderer scaling and replica cache)."""
 
 
 def shipped_configs() -> list[str]:

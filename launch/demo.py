@@ -6,6 +6,9 @@ Each step prints what it did and where its outputs went; later stages append the
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+
+import numpy as np
 
 from rich.console import Console
 
@@ -161,22 +164,70 @@ def video_step(cfg: ReplicaConfig, out: str, console: Console, avatar_url: str, 
 
 
 def create_step(cfg: ReplicaConfig, out: str, console: Console, person_video: str, avatar_url: str) -> str:
-    """`replica create` from the person's video alone (tracked parameters, not the true ones); prints the
-    tracking numbers and what tracking costs the avatar (held-out PSNR, tracked vs true parameters)."""
+    """`replica create` from the person's video alone (tracked parameters, not the true ones), fine-tuning the
+    animator pre-trained in step 5; prints the tracking numbers, the voice ranking's top 3, the fine-tune's
+    before/after LVE and what tracking costs the avatar (held-out PSNR, tracked vs true parameters)."""
     from cluster.create import CreateSettings, create_replica
 
-    t = _step(console, "9. replica create: the person's video alone → ingest → tracking → avatar (a bundle)")
+    t = _step(console, "9. replica create: the person's video alone → ingest → tracking → voice → fine-tune "
+                       "(Ray Tune) → avatar (a bundle)")
     bundle = storage.join(out, "replicas", "person")
-    summary = create_replica(person_video, bundle, CreateSettings.of(cfg), runtime=cfg.runtime, console=console)
+    settings = CreateSettings.of(cfg)
+    if not settings.finetune.foundation:
+        settings = replace(settings, finetune=settings.finetune.model_copy(
+            update={"foundation": storage.join(out, "animator", "model.pt")}))
+    summary = create_replica(person_video, bundle, settings, runtime=cfg.runtime, console=console)
     tracked = summary["metrics"]["avatar"].get("splat", {}).get("psnr_db")
     true = storage.read_json(avatar_url[: -len(".pt")] + ".quality.json").get("heldout", {}).get("splat", {})
     if tracked is not None and true:
         console.print(f"  held-out PSNR with tracked parameters {tracked:.2f} dB vs true parameters "
                       f"{true['psnr_db']:.2f} dB (the price of tracking: {true['psnr_db'] - tracked:.2f} dB)",
                       highlight=False)
-    console.print(f"  bundle {bundle} (replica.json, tracking sheet {storage.join(bundle, 'track', 'sheet.png')}) "
+    console.print(f"  bundle {bundle} (replica.json, tracking sheet {storage.join(bundle, 'track', 'sheet.png')}, "
+                  f"voice ranking {storage.join(bundle, 'voice', 'voice.json')}) "
                   f"({time.perf_counter() - t:.1f}s)", highlight=False)
     return bundle
+
+
+def render_step(cfg: ReplicaConfig, out: str, console: Console, bundle: str) -> str:
+    """The demo replica says a sentence it never heard (text → TTS → face → video), streaming; prints the
+    pipeline's real-time factor and writes a contact sheet of the frames read back from the mp4."""
+    from cluster.runtime import resolve
+    from datasets.media import read_video
+    from render.pipeline import load_replica, render_to_url
+    from render.video import side_by_side, write_png
+
+    t = _step(console, "10. replica render: the replica says a new sentence (text → speech → face → video)")
+    resolved = resolve(cfg.runtime)
+    replica = load_replica(bundle, device=resolved.device, backend=resolved.renderer)
+    video_url = storage.join(out, "render", "new_sentence.mp4")
+    report = render_to_url(video_url, replica, text="Hello! I am a replica, and this is a sentence I have never "
+                                                    "said before.", options=cfg.render,
+                           export_params=storage.join(out, "render", "new_sentence.params.json"))
+    frames = read_video(video_url)
+    picks = np.linspace(0, len(frames) - 1, 8).round().astype(int)
+    sheet_url = storage.join(out, "render", "new_sentence.png")
+    write_png(sheet_url, side_by_side([list(frames[picks])], scale=2))
+    console.print(f"  voice {replica.voice}; {report['video_s']:.1f}s of video in {report['wall_s']:.1f}s: "
+                  f"real-time factor {report['realtime_factor']:.2f}, first chunk after {report['first_chunk_s']:.2f}s",
+                  highlight=False)
+    console.print(f"  mp4 {video_url}, frames {sheet_url}, ARKit curves {video_url[:-4]}.params.json "
+                  f"({time.perf_counter() - t:.1f}s)", highlight=False)
+    return video_url
+
+
+def serve_step(cfg: ReplicaConfig, out: str, console: Console, bundle: str) -> str:
+    """Start the Ray Serve app briefly on a free local port, request one video over HTTP, save it, stop."""
+    from launch.serve_cli import serve_once
+
+    t = _step(console, "11. replica serve: the HTTP API on Ray Serve renders one video on request")
+    cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"jobs": storage.join(out, "serve", "jobs")})})
+    video_url = storage.join(out, "serve", "hello.mp4")
+    result = serve_once(cfg, bundle, "Thanks for asking. I am served over HTTP.", video_url)
+    console.print(f"  POST /v1/videos on port {result['port']} → job {result['job']}: {result['frames']} frames "
+                  f"({result['seconds']:.1f}s of video) in {result['request_s']:.1f}s; saved {video_url} "
+                  f"({time.perf_counter() - t:.1f}s)", highlight=False)
+    return video_url
 
 
 def run_demo(cfg: ReplicaConfig, out: str, console: Console) -> None:
@@ -207,7 +258,9 @@ def run_demo(cfg: ReplicaConfig, out: str, console: Console) -> None:
     video, params = person_step(cfg, out, console)
     avatar = avatar_step(cfg, out, console, video, params)
     video_step(cfg, out, console, avatar, video, params)
-    create_step(cfg, out, console, video, avatar)
+    bundle = create_step(cfg, out, console, video, avatar)
+    render_step(cfg, out, console, bundle)
+    serve_step(cfg, out, console, bundle)
 
     console.rule("[bold green]demo done")
     console.print(f"  total {time.perf_counter() - started:.1f}s; outputs under {out}")

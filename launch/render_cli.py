@@ -37,7 +37,7 @@ def render(replica: str = typer.Argument(..., help="A replica bundle folder (pat
            report: Optional[str] = typer.Option(None, "--report", help="Write the render report (timings, "
                                                                        "real-time factor) as JSON here."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
-    """Render a script with a replica: text → speech → face → video (H.264 + AAC), faster than real time."""
+    """Render a script with a replica: text → speech → face → video (H.264 + AAC), streaming as it renders."""
     from cluster.runtime import resolve
     from datasets import storage
     from datasets.errors import ReplicaError

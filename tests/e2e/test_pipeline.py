@@ -1,7 +1,7 @@
 """The whole system end to end at its smallest size, run as a user runs it: the `replica` console script.
 
 `replica demo` runs once for the module (data → pre-train the audio encoder and the animator → a person
-video → an avatar → an mp4), shrunk by `--set` overrides to a couple of minutes on 2 CPU cores; the tests
+video → an avatar → an mp4 → `replica create` → the replica says a new sentence → served over HTTP), shrunk by `--set` overrides to a couple of minutes on 2 CPU cores; the tests
 check what each stage left on storage. The `data` and `pretrain` commands are then run on their own
 (pre-training only the animator, from the demo's audio encoder: the demo pre-trains both already).
 """
@@ -21,15 +21,19 @@ from tests.replica_cli import run_replica
 pytestmark = pytest.mark.slow
 
 TINY = {
-    "train.steps": 10, "avatar.iterations": 30, "refine.iterations": 10,
+    "train.steps": 4, "avatar.iterations": 30, "refine.iterations": 10,
     "synth.size": 64, "synth.supersample": 1, "synth.identities": 1, "synth.clips_per_identity": 1,
     "demo.train_identities": 4, "demo.train_clips_per_identity": 2,
     "demo.heldout_identities": 2, "demo.heldout_clips_per_identity": 2, "demo.person_seconds": 1,
     "creation.min_seconds": 1, "creation.min_face_px": 16, "tracking.rigid_iterations": 20,
     "tracking.iterations": 40, "tracking.photometric_iterations": 3, "tracking.photometric_frames": 2,
     "tracking.photometric_size": 32, "tracking.texture_size": 32,
+    "voice.sentences": 2, "voice.candidates": '["flite:*"]', "finetune.trials": 1, "finetune.steps": "[10]",
+    "finetune.report_every": 5,
 }
-"""Overrides that shrink every stage to seconds (the run config's ranges still apply)."""
+"""Overrides that shrink every stage to seconds (the run config's ranges still apply). Pre-training takes 4 steps
+(8 for the demo's animator): the tests check that models load and evaluate, not how well they learned —
+tests/foundation/test_train.py does that."""
 
 
 def settings(root: Path) -> list[str]:
@@ -102,6 +106,19 @@ def test_demo_creates_a_replica_bundle_from_the_person_video_alone(demo):
     metrics = read_bundle(bundle)["metrics"]
     assert metrics["track"]["landmark_px_mean"] < 3.0 and "splat" in metrics["avatar"]
     assert "the price of tracking" in demo["log"]
+
+
+def test_demo_replica_says_a_new_sentence_and_is_served_over_http(demo):
+    from datasets.media import read_audio
+
+    said = str(demo["out"] / "render" / "new_sentence.mp4")
+    frames, audio = read_video(said), read_audio(said)
+    assert len(frames) > 25 and len(audio) == 640 * len(frames)
+    assert "real-time factor" in demo["log"]
+    assert json.loads((demo["out"] / "render" / "new_sentence.params.json").read_text())["frames"] == len(frames)
+    served = str(demo["out"] / "serve" / "hello.mp4")
+    assert probe(served).has_audio and len(read_video(served)) > 10
+    assert "POST /v1/videos" in demo["log"]
 
 
 def test_demo_log_has_progress_lines_not_redraws(demo):
