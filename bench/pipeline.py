@@ -18,8 +18,8 @@ or, by default, the tests' tiny replica built on the spot (64² avatar). `--size
 (the avatar's camera scaled: the rasterizer's cost at that size; 256² is the CPU target).
 
     python bench/pipeline.py [--replica URL] [--animator URL] [--size 256] [--threads 2]
-    python bench/pipeline.py --replica runs/demo/replicas/person --truth-video runs/demo/person/person.mp4 \
-        --foundation runs/demo/animator/model.pt
+    python bench/pipeline.py --parts quality --replica runs/demo/replicas/person \
+        --truth-video runs/demo/person/person.mp4 --foundation runs/demo/animator/model.pt
 """
 
 from __future__ import annotations
@@ -233,6 +233,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--face-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--long-minutes", type=float, default=10, help="Longest TTS → face script (minutes).")
+    parser.add_argument("--parts", default="speed,quality", help="Which parts to run: speed, quality (comma list).")
     parser.add_argument("--quick", action="store_true", help="Stages and a 10 s render only (the GPU session).")
     parser.add_argument("--truth-video", default=None, help="A synthetic person video (with <stem>.params.npz) the "
                                                            "replica was created from: adds the quality part.")
@@ -250,19 +251,23 @@ def main() -> None:
         cache = Path(__file__).resolve().parents[1] / ".cache" / "bench"
         cache.mkdir(parents=True, exist_ok=True)
         args.replica = cached_replica(cache)
-    results = {"machine": describe_machine(("av", "ray")), "replica": args.replica, "threads": args.threads,
-               "size": args.size}
-    if args.truth_video:
+    parts = set(args.parts.split(","))
+    # each part owns its keys: a run of some parts keeps the others' last numbers
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update({"machine": describe_machine(("av", "ray")), "threads": args.threads})
+    if "quality" in parts and args.truth_video:
         results["quality"] = run_case("quality", args)
         print(json.dumps(results["quality"], indent=1))
-    results["stages"] = run_case("stages", args)
-    print(json.dumps(results["stages"], indent=1))
-    results["end_to_end"] = {f"{s:g}s": run_case("e2e", args, seconds=s) for s in ((10,) if args.quick else (10, 60))}
-    print(json.dumps(results["end_to_end"], indent=1))
-    if not args.quick:
-        results["tts_to_face"] = {f"{s:g}s": run_case("e2e", args, seconds=s, face_only=True)
-                                  for s in (10, 60, args.long_minutes * 60)}
-        print(json.dumps(results["tts_to_face"], indent=1))
+    if "speed" in parts:
+        results.update({"replica": args.replica, "size": args.size, "stages": run_case("stages", args)})
+        print(json.dumps(results["stages"], indent=1))
+        results["end_to_end"] = {f"{s:g}s": run_case("e2e", args, seconds=s)
+                                 for s in ((10,) if args.quick else (10, 60))}
+        print(json.dumps(results["end_to_end"], indent=1))
+        if not args.quick:
+            results["tts_to_face"] = {f"{s:g}s": run_case("e2e", args, seconds=s, face_only=True)
+                                      for s in (10, 60, args.long_minutes * 60)}
+            print(json.dumps(results["tts_to_face"], indent=1))
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     print(f"→ {RESULTS}")
 
