@@ -10,7 +10,8 @@ Per stage and end to end, on one replica, each case in a fresh process (so peak 
   grow with the script; rendering holds one chunk by construction) — peak memory must not grow with length.
 
 - **quality** (with `--truth-video`, the synthetic person video the replica was created from): on the video's
-  held-out last 15%, LVE (mm) and PSNR of frames rendered with the predicted mouth and the true head pose, for
+  held-out last 15%, LVE (mm, true head pose) and PSNR of frames rendered with the predicted mouth and the tracked
+  head pose, for
   the replica's animator, the untuned foundation animator (`--foundation`), energy→jaw and the mean face.
 
 The replica is `--replica` (e.g. the demo's bundle, with `--animator` for bundles without a fine-tuned one)
@@ -154,14 +155,16 @@ def case_quality(args) -> dict:
     """Lip sync and frames against the truth on the held-out tail of a synthetic person's video (audio the
     replica's fine-tuning never saw): the replica's animator, the untuned foundation one (`--foundation`), the
     energy→jaw and mean-face baselines. Mouth motion is compared with the true head pose put back (LVE, mm);
-    frames are rendered with the predicted mouth and the true pose and compared with the video (PSNR, dB)."""
+    frames are rendered with the predicted mouth and the tracked pose and compared with the video (PSNR, dB)."""
     import numpy as np
     import torch
 
     from datasets.media import read_audio, read_video
     from foundation.evaluation.metrics import EnergyJawBaseline, MeanFaceBaseline, lip_vertex_error
-    from foundation.head import FaceParams
+    from datasets import storage
+    from foundation.head import FaceParams, load_params
     from foundation.models import load_animator
+    from personalize.bundle import read_manifest
     from personalize.groundtruth import true_person
     from render.pipeline import face_stream
     from render.quality import psnr
@@ -189,21 +192,27 @@ def case_quality(args) -> dict:
     for name, baseline in (("energy→jaw", energy), ("mean face", MeanFaceBaseline().fit(fits))):
         predicted = baseline.predict(wav, n)
         candidates[name] = {"expr": predicted["expr"], "jaw": predicted["jaw"]}
-    frames = torch.as_tensor(read_video(args.truth_video, size=max(replica.avatar.camera.width,
-                                                                   replica.avatar.camera.height))[tail:n]) / 255.0
     rows = slice(tail, n)
 
-    def posed(mouth: dict[str, np.ndarray]) -> FaceParams:
-        return FaceParams(shape=true.shape, expr=torch.as_tensor(mouth["expr"][rows]).float(),
-                          jaw=torch.as_tensor(mouth["jaw"][rows]).float(), neck=true.neck[rows], rot=true.rot[rows],
-                          trans=true.trans[rows])
+    # the avatar lives in the tracked camera's world: frames are rendered with the tracked identity and pose (what
+    # the avatar was trained with) and the predicted mouth; lip error is measured in the true world
+    manifest = read_manifest(args.replica)
+    tracked = load_params(storage.join(args.replica, manifest["artifacts"]["track/params"]["url"])).params
+    crop = storage.join(args.replica, manifest["artifacts"]["ingest/crop"]["url"])  # what the avatar renders
+    frames = torch.as_tensor(read_video(crop)[tail:n]) / 255.0
+
+    def posed(mouth: dict[str, np.ndarray], pose: FaceParams) -> FaceParams:
+        return FaceParams(shape=pose.shape, expr=torch.as_tensor(mouth["expr"][rows]).float(),
+                          jaw=torch.as_tensor(mouth["jaw"][rows]).float(), neck=pose.neck[rows], rot=pose.rot[rows],
+                          trans=pose.trans[rows])
 
     with torch.no_grad():
         true_verts = replica.head(FaceParams(shape=true.shape, **{k: getattr(true, k)[rows] for k in keys}))
         out = {}
         for name, mouth in candidates.items():
-            verts = replica.head(posed(mouth))
-            rendered = torch.stack([replica.avatar.splat(v, replica.avatar.camera, replica.backend)[0] for v in verts])
+            verts = replica.head(posed(mouth, true))
+            shown = replica.head(posed(mouth, tracked))
+            rendered = torch.stack([replica.avatar.splat(v, replica.avatar.camera, replica.backend)[0] for v in shown])
             out[name] = {"lve_mm": round(1000 * lip_vertex_error(verts, true_verts, replica.head.mouth_vertex_ids), 3),
                          "psnr_db": round(psnr(rendered.clamp(0, 1), frames[: len(rendered)]), 2)}
     return {"video": args.truth_video, "heldout_frames": n - tail, "candidates": out}
