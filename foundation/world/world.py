@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -70,6 +70,9 @@ class SynthConfig(Section):
     """Seed of every random draw; the same config gives the same dataset."""
     voices: list[str] = []
     """Voice id patterns (fnmatch, e.g. "espeak:en-us*", "flite:*"); empty means every voice of the pool."""
+    voice_order: Literal["random", "cycle"] = "random"
+    """How identities get voices: drawn at random (two may share one), or dealt in turn (identity i speaks with
+    the i-th matching voice, so a speaker-verification set has one voice per speaker label)."""
     photo_probability: float = Field(0.0, ge=0.0, le=1.0)
     """Chance that an identity's face is textured from one of the world's face photos (when it has any)."""
     video: bool = True
@@ -176,7 +179,8 @@ class SynthWorld:
     def _make_identity(self, index: int) -> Identity:
         rng = np.random.default_rng([self.cfg.seed, index, 0])
         shape = (rng.normal(0.0, 1.0, self.head.n_shape) * self.cfg.shape_sigma).astype(np.float32)
-        voice = self.voices[rng.integers(len(self.voices))]
+        drawn = int(rng.integers(len(self.voices)))  # drawn either way: the rest of the identity stays the same
+        voice = self.voices[index % len(self.voices) if self.cfg.voice_order == "cycle" else drawn]
         look_rng = np.random.default_rng(rng.integers(1 << 62))
         if self.photos and rng.random() < self.cfg.photo_probability:
             photo = self.photos[rng.integers(len(self.photos))]
@@ -198,6 +202,49 @@ class SynthWorld:
                 "appearance": person.appearance.traits, "lighting": take.lighting}
         return Sample(key=f"{SOURCE}-{person.id}-c{clip:04d}", wav=take.wav, meta=meta, lmk=take.lmk,
                       mm=take.params, mp4=mp4)
+
+    def speech_clip(self, identity: int, key: str, wav16k: np.ndarray, phones, meta: dict) -> Sample:
+        """A made-up face (identity `identity`) speaking a real recording: the same clip as `clip`, with the given
+        audio and phone timings in place of a TTS sentence (key `synthetic-s0-id0003-<key>`).
+
+        wav16k: float32 [T] real speech at 16 kHz. phones: (symbol, start_s, end_s) from the recording's start, in
+        ARPAbet (any case, stress digits allowed) or IPA; the silence and noise marks of HTS labels and
+        pocketsphinx (`sil`, `pau`, `sp`, `SIL`, `<sil>`, `+NSN+`, `+SPN+`, ...) close the mouth. key: the
+        recording's sample key. meta: the recording's json; its speaker, source, license, text, sex and
+        phones_source are kept (the voice is real); the face's made-up identity, look and lighting are added,
+        with the face's own source and license. The performance's rng is seeded by (seed, identity, key), so a
+        clip is reproducible.
+        """
+        import zlib
+
+        from datasets.schema import key_part
+
+        wav16k = np.asarray(wav16k, np.float32)
+        if wav16k.ndim != 1 or len(wav16k) < SAMPLE_RATE // FPS:
+            raise ReplicaError(f"speech {key!r}", f"needs mono 16 kHz audio of at least one frame (got {wav16k.shape})")
+        silent = {"sil", "sp", "pau", "spn", "nsn", "<sil>", "<s>", "</s>", "sil_s", "sil_e", "h#"}
+        timings = []
+        for phone, start, end in phones or []:
+            token = str(phone).strip().lower()
+            token = "sil" if token in silent or token.startswith(("+", "[", "<")) else token
+            timings.append((token, float(start), float(end)))
+        if not timings:
+            raise ReplicaError(f"speech {key!r}", "has no phone timings to drive the mouth")
+        person = self.identity(identity)
+        rng = np.random.default_rng([self.cfg.seed, identity, 3, zlib.crc32(key.encode())])
+        text = meta.get("text") or ""
+        take = self._perform(person, wav16k, timings, text, rng, SAMPLE_RATE)
+        mp4 = encode_mp4(take.frames, fps=self.cfg.fps) if take.frames is not None else None
+        kept = {k: meta[k] for k in ("speaker", "source", "license", "text", "sex", "source_start_s", "phones_source")
+                if meta.get(k)}
+        out = {**kept, "identity": person.id, "voice": f"real:{meta.get('speaker', 'unknown')}",
+               "face_source": SOURCE, "face_license": LICENSE, "speech_key": key, "fps": self.cfg.fps,
+               "phones": [list(p) for p in take.phones], "appearance": person.appearance.traits,
+               "lighting": take.lighting}
+        name = f"{SOURCE}-{person.id}-{key_part(key)}"
+        if len(name) > 80:  # keep keys within the schema's limit and still distinct: cut, then the key's crc
+            name = f"{name[:71]}-{zlib.crc32(key.encode()):08x}"
+        return Sample(key=name, wav=take.wav, meta=out, lmk=take.lmk, mm=take.params, mp4=mp4)
 
     def person(self, seconds: float, identity: int = 0) -> Performance:
         """Identity `identity` talking for about `seconds`: sentence after sentence with natural pauses."""
