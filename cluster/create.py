@@ -222,10 +222,9 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     video, out = storage.absolute(video), storage.absolute(out)  # Ray workers need not share our directory
     if not storage.exists(video):
         raise ReplicaError(video, "no such file")
-    if settings.finetune.foundation:  # Ray workers need not share our directory either
-        settings = replace(settings, finetune=settings.finetune.model_copy(
-            update={"foundation": storage.absolute(settings.finetune.foundation)}))
-    check_foundation(settings.finetune.foundation)  # before any heavy work
+    # Before any heavy work; None becomes the default release's animator. Ray workers need not share our directory.
+    foundation = storage.absolute(check_foundation(settings.finetune.foundation))
+    settings = replace(settings, finetune=settings.finetune.model_copy(update={"foundation": foundation}))
     console = console or Console(stderr=True)
     resolved = resolve(runtime or RuntimeConfig())
     ray = init_ray(runtime)

@@ -20,7 +20,9 @@ reading some samples twice or never. The shards themselves are plain WebDataset 
 endpoint) and its members are grouped into samples by webdataset's own tar iterators. A corrupt or
 truncated tar ends its shard early and an undecodable sample is skipped; both are counted and
 logged with the shard URL; a missing shard fails fast with its URL.
-Audio features are computed by `transform` (e.g. `foundation.audio.features`) on each batch.
+Audio features are computed by `transform` (e.g. `foundation.audio.features`) on each batch. Every
+sample carries `item_seed`, a pure function of (seed, round, stream, position): a transform that draws
+random numbers (augmentation) seeds them from it, so resumed batches are transformed identically.
 """
 
 from __future__ import annotations
@@ -132,12 +134,26 @@ def crop_sample(sample: Sample, window_s: float, offset_s: float) -> dict:
     return out
 
 
+def item_seed(seed: int, round_: int, stream: int, position: int) -> int:
+    """A sample's own seed (non-negative int64), a pure function of where the loader reads it.
+
+    Transforms seed their randomness (augmentation) from it, so a resumed run, which replays the same
+    (round, stream, position) for every sample, transforms each sample exactly as before.
+    """
+    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in (seed, round_, stream, position)] + [2])
+    return int(state.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def collate(items: list[dict], samples: list[Sample]) -> dict:
-    """Stack cropped samples into a batch; lmk/mm only when every sample has them."""
+    """Stack cropped samples into a batch; lmk/mm only when every sample has them.
+
+    `item_seed` [B] int64 is each item's `item_seed` (0 when the item has none).
+    """
     batch = {
         "wav": torch.from_numpy(np.stack([it["wav"] for it in items])),
         "wav_len": torch.tensor([it["wav_len"] for it in items]),
         "frames_len": torch.tensor([it["frames_len"] for it in items]),
+        "item_seed": torch.tensor([it.get("item_seed", 0) for it in items], dtype=torch.int64),
         "keys": [s.key for s in samples],
         "speaker": [str(s.meta.get("speaker")) for s in samples],
         "meta": [s.meta for s in samples],
@@ -214,6 +230,7 @@ class ShardStream(IterableDataset):
                     slack = sample.duration_s - self.cfg.window_s
                     offset = float(_rng(self.cfg.seed, round_, stream, position).uniform(0, slack))
                 items.append(crop_sample(sample, self.cfg.window_s, offset))
+                items[-1]["item_seed"] = item_seed(self.cfg.seed, round_, stream, position)
                 samples.append(sample)
             if len(items) == self.cfg.batch_size:
                 yield self._emit(items, samples, stream, round_, position, bad + counters.get("bad_shards", 0))
@@ -262,7 +279,9 @@ class ShardLoader:
         urls = self.manifest.shard_urls()
         if not urls:
             raise ReplicaError(self.manifest.url, "dataset has no shards")
-        present = set(storage.list_urls(self.manifest.folder, recursive=True))
+        present: set[str] = set()  # one listing per shard folder (a mixture's shards live in their source datasets)
+        for folder in sorted({u.rsplit("/", 1)[0] for u in urls}):
+            present.update(storage.list_urls(folder))
         missing = [u for u in urls if u not in present]
         if missing:
             raise ReplicaError(missing[0], f"shard listed in the manifest is missing ({len(missing)} missing)")

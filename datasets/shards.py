@@ -220,3 +220,43 @@ def write_dataset(folder: str, samples, info: dict | None = None, **writer_args)
         for sample in samples:
             writer.write(sample)
     return write_manifest(folder, writer.shards, info)
+
+
+def parse_mixture_source(spec: str) -> tuple[str, int]:
+    """`URL` or `URL*K` (K ≥ 1: how many times the dataset's shards are listed) → (url, K)."""
+    url, sep, times = spec.rpartition("*") if "*" in spec else (spec, "", "1")
+    try:
+        repeat = int(times)
+    except ValueError:
+        repeat = 0
+    if not url or repeat < 1:
+        raise ReplicaError(f"mixture source {spec!r}", "expected URL or URL*K with a whole K ≥ 1")
+    return url, repeat
+
+
+def mix_datasets(folder: str, sources: list[tuple[str, int]], info: dict | None = None) -> Manifest:
+    """Publish a dataset made of other datasets' shards, without copying them: a manifest listing each
+    source's shards (absolute URLs) `repeat` times, so a small corpus (a few real speakers) is drawn as
+    often as a big one (hundreds of TTS voices). `info.mixture` records the sources, `info.speakers` the
+    union of theirs when every source lists them. The sources must stay where they are."""
+    if not sources:
+        raise ReplicaError(folder, "a mixture needs at least one source dataset")
+    shards: list[ShardInfo] = []
+    parts, speakers = [], set()
+    all_listed = True
+    for url, repeat in sources:
+        manifest = read_manifest(storage.absolute(url))
+        if not manifest.shards:
+            raise ReplicaError(manifest.url, "dataset has no shards")
+        urls = manifest.shard_urls()
+        for _ in range(repeat):
+            shards += [ShardInfo(u, s.samples, s.bytes, s.sha256) for u, s in zip(urls, manifest.shards)]
+        listed = manifest.info.get("speakers")
+        all_listed &= bool(listed)
+        speakers.update(listed or [])
+        parts.append({"url": manifest.folder, "repeat": repeat, "samples": manifest.num_samples,
+                      "speakers": len(listed) if listed else None})
+    meta = {**(info or {}), "mixture": parts}
+    if all_listed:
+        meta["speakers"] = sorted(speakers)
+    return write_manifest(folder, shards, meta)

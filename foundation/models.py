@@ -9,11 +9,19 @@ A run ends by exporting its model as one `torch.save`d dict that loads without D
 `load_audio_encoder`, `load_animator` (and `load_animator_start` for training's `init_from`) are the only
 readers: training, evaluation, the demo and everything downstream call them; `speech_to_face` is the one
 way audio drives the animator.
+
+**The default release.** With no URL, both loaders read the models that ship inside the package
+(`foundation/release/`: `audio.pt`, `animator.pt`, and `release.json` with their version, sha256, the exact
+config of the recipe that trained them and their evaluation). `replica release build` retrains them
+(`launch/release.py`); `release_info()` describes what is installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 from dataclasses import dataclass
 
 import torch
@@ -103,15 +111,52 @@ def _check_kind(payload: dict, url: str, kind: str, what: str) -> None:
         raise ReplicaError(url, f"is a {payload['kind']} model, not {what}")
 
 
-def load_audio_encoder(url: str) -> AudioEncoderModel:
-    """The audio encoder of an `audio` export, in eval mode, with its feature config and training speakers."""
+RELEASE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release")
+"""Where the default foundation release lives inside the installed package."""
+RELEASE_FILES = {"audio": "audio.pt", "animator": "animator.pt"}
+
+
+def release_info(folder: str = RELEASE_DIR) -> dict:
+    """`release.json` of the default release: version, files with sha256, recipe config, evaluation."""
+    path = os.path.join(folder, "release.json")
+    if not os.path.isfile(path):
+        raise ReplicaError("the default foundation release",
+                           f"is not installed ({path} missing): build one with `replica release build --install`, "
+                           "or pass a model.pt URL")
+    with open(path) as f:
+        return json.load(f)
+
+
+def release_url(kind: str, folder: str = RELEASE_DIR, verify: bool = True) -> str:
+    """Path of the default release's `kind` ("audio" | "animator") model, its sha256 checked against release.json."""
+    if kind not in RELEASE_FILES:
+        raise ReplicaError(f"release model {kind!r}", f"expected one of {sorted(RELEASE_FILES)}")
+    info = release_info(folder)
+    path = os.path.join(folder, RELEASE_FILES[kind])
+    if not os.path.isfile(path):
+        raise ReplicaError(path, "listed in the default release but missing from the install")
+    if verify:
+        expected = info.get("files", {}).get(RELEASE_FILES[kind], {}).get("sha256")
+        with open(path, "rb") as f:
+            actual = hashlib.sha256(f.read()).hexdigest()
+        if expected != actual:
+            raise ReplicaError(path, f"sha256 {actual[:12]}… does not match release.json ({str(expected)[:12]}…)")
+    return path
+
+
+def load_audio_encoder(url: str | None = None) -> AudioEncoderModel:
+    """The audio encoder of an `audio` export (None: the default release's), in eval mode, with its feature
+    config and training speakers."""
+    url = url or release_url("audio")
     payload = load_exported(url)
     _check_kind(payload, url, "audio", "an audio encoder")
     return _audio_encoder_of(payload)
 
 
-def load_animator(url: str) -> AnimatorModel:
-    """The animator of an `animator` export with its audio encoder and feature config, in eval mode."""
+def load_animator(url: str | None = None) -> AnimatorModel:
+    """The animator of an `animator` export (None: the default release's) with its audio encoder and feature
+    config, in eval mode."""
+    url = url or release_url("animator")
     payload = load_exported(url)
     _check_kind(payload, url, "animator", "an animator")
     return _animator_of(payload)

@@ -60,12 +60,14 @@ def demo(config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt,
 
 
 def _register_groups() -> None:
-    from launch import avatar_cli, create_cli, data_cli, fleet_cli, jobs_cli, pretrain_cli, render_cli, serve_cli
+    from launch import (avatar_cli, create_cli, data_cli, fleet_cli, jobs_cli, pretrain_cli, release_cli, render_cli,
+                        serve_cli)
 
     create_cli.register(app)
     render_cli.register(app)
     app.add_typer(data_cli.app, name="data")
     app.add_typer(pretrain_cli.app, name="pretrain")
+    app.add_typer(release_cli.app, name="release")
     app.add_typer(avatar_cli.app, name="avatar")
     app.command("submit", context_settings=jobs_cli.SUBMIT_CONTEXT)(jobs_cli.submit)
     app.add_typer(jobs_cli.app, name="jobs")

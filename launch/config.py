@@ -2,8 +2,8 @@
 
     cfg = load_config("tiny", ["train.lr=3e-4", "storage.root=s3://bucket/runs"])
 
-A config is named (`tiny`, `cluster`: the files shipped in `launch/configs/`) or given as a path or
-URL. Overrides are `dotted.key=value` with the value parsed as YAML (`3e-4`, `true`, `[1, 2]`).
+A config is named (`tiny`, `default`, `cluster`: the files shipped in `launch/configs/`) or given as a path or
+URL; `base: NAME` at its top starts it from another config and changes only the keys it lists. Overrides are `dotted.key=value` with the value parsed as YAML (`3e-4`, `true`, `[1, 2]`).
 Unknown keys and wrong types are rejected with the offending key named.
 """
 
@@ -25,7 +25,9 @@ from datasets.ingest import IngestConfig
 from datasets.loader import LoaderConfig
 from foundation.world.world import SynthConfig
 from foundation.animation.model import AnimatorConfig
+from foundation.audio.augment import AugmentConfig
 from foundation.audio.encoder import AudioEncoderConfig
+from foundation.audio.losses import AudioLossConfig
 from foundation.audio.features import FeatureConfig
 from foundation.training.config import TrainConfig
 from render.avatar import AvatarConfig
@@ -36,6 +38,7 @@ from personalize.ingest import PersonIngestConfig
 from personalize.finetune import FinetuneConfig
 from personalize.tracking import TrackingConfig
 from personalize.voice import VoiceConfig
+from launch.release import ReleaseConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -78,6 +81,10 @@ class ReplicaConfig(Section):
     """Pre-training schedule, DeepSpeed and checkpointing."""
     audio_encoder: AudioEncoderConfig = AudioEncoderConfig()
     """Audio encoder sizes."""
+    audio_loss: AudioLossConfig = AudioLossConfig()
+    """Weights of the audio encoder's speaker (AAM-softmax), content (CPC) and distillation terms."""
+    augment: AugmentConfig = AugmentConfig()
+    """Seeded degradations of training audio in the loader (speed, formants, rooms, noise, phone, codecs, level)."""
     animator: AnimatorConfig = AnimatorConfig()
     """Animator sizes."""
     avatar: AvatarConfig = AvatarConfig()
@@ -100,6 +107,8 @@ class ReplicaConfig(Section):
     """`replica fleet create`: avatars in flight, retries and their backoff, the step to stop after."""
     serve: ServeConfig = ServeConfig()
     """`replica serve`: the HTTP service (port, auth, limits, renderer scaling and replica cache)."""
+    release: ReleaseConfig = ReleaseConfig()
+    """`replica release build`: the data and schedule of the recipe that trains the default foundation release."""
 
 
 def shipped_configs() -> list[str]:
@@ -120,7 +129,20 @@ def _read_source(source: str) -> tuple[str, dict]:
         raise ReplicaError(url, f"not valid YAML ({str(err).splitlines()[0]})") from err
     if not isinstance(data, dict):
         raise ReplicaError(url, "a config file must hold a mapping of sections")
+    base = data.pop("base", None)
+    if base is not None:  # a preset may start from another and change some keys
+        if base == source or base == Path(source).stem:
+            raise ReplicaError(url, f"base: {base} names itself")
+        data = _merged(_read_source(str(base))[1], data)
     return url, data
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied section by section (nested mappings merged, other values replaced)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def apply_override(data: dict, override: str) -> None:

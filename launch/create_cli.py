@@ -13,7 +13,8 @@ def create(video: str = typer.Argument(..., help="A 1–2 minute video of one pe
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Bundle folder (path or s3:// URL) "
                                              "(default: <storage.root>/replicas/<video stem>)."),
            animator: Optional[str] = typer.Option(None, "--animator", help="The pre-trained foundation animator "
-                                                  "(model.pt) to fine-tune (default: finetune.foundation)."),
+                                                  "(model.pt) to fine-tune (default: finetune.foundation, else the "
+                                                  "default release shipped with replica)."),
            voice: Optional[str] = typer.Option(None, "--voice", help="Deploy this candidate voice whatever the "
                                                "ranking (e.g. flite:slt, flite:slt@fitted)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):

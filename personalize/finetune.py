@@ -40,7 +40,7 @@ from foundation.animation.model import AnimatorConfig
 from foundation.audio.features import log_mel
 from foundation.evaluation.metrics import lip_vertex_error
 from foundation.head import FaceParams
-from foundation.models import load_animator, load_exported, speech_to_face
+from foundation.models import load_animator, load_exported, release_url, speech_to_face
 
 Layers = Literal["all", "animator", "heads"]
 SAMPLES_PER_FRAME = 16000 // FPS
@@ -54,7 +54,8 @@ class FinetuneConfig(Section):
     """How the foundation animator is fine-tuned to a person (a Ray Tune search with ASHA)."""
 
     foundation: str | None = None
-    """The pre-trained animator to start from (an animator `model.pt` URL; `replica create --animator`)."""
+    """The pre-trained animator to start from (an animator `model.pt` URL; `replica create --animator`); None: the
+    default foundation release that ships with the package (`foundation.models.release_url`)."""
     heldout_fraction: float = Field(0.15, gt=0, lt=0.5)
     """The video's last frames held out for the before/after LVE (never trained or tuned on)."""
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
@@ -184,10 +185,10 @@ def load_objective(foundation: str, layers: Layers, cfg: FinetuneConfig, device:
 
 
 def check_foundation(url: str | None) -> str:
-    """The foundation animator's URL, checked to be an animator export (one-line errors otherwise)."""
+    """The foundation animator's URL (None: the default release's, shipped with the package), checked to be an
+    animator export (one-line errors otherwise)."""
     if not url:
-        raise ReplicaError("finetune.foundation", "is not set: name a pre-trained animator model.pt "
-                                                  "(replica create --animator URL, or --set finetune.foundation=URL)")
+        url = release_url("animator")
     if load_exported(url)["kind"] != "animator":
         raise ReplicaError(url, "is not an animator export (fine-tuning starts from a pre-trained animator)")
     return url

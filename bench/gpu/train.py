@@ -108,7 +108,8 @@ def train_steps(kind: str, cfg, data: str, init_from: str | None, device: torch.
 
     started = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
-    model = model_section(kind, data, features=cfg.features, audio_encoder=cfg.audio_encoder, animator=cfg.animator)
+    model = model_section(kind, data, features=cfg.features, audio_encoder=cfg.audio_encoder, animator=cfg.animator,
+                          audio_loss=cfg.audio_loss, augment=cfg.augment)
     objective = build_objective(kind, model, init_from=init_from)
     trainable = [p for p in objective.parameters() if p.requires_grad]
     engine, _, _, _ = deepspeed.initialize(model=objective, model_parameters=trainable,

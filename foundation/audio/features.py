@@ -10,6 +10,9 @@ is zero-padded at both ends (silence, like the loader's padding) rather than ref
     batch["mel"]      # [B, N, 80] log-mel, N = T // 160
     batch["mel_len"]  # [B] valid feature frames = wav_len // 160
 
+`BatchFeatures` may first degrade `wav` (seeded augmentation, training only) and add the distillation
+teacher's embedding of the clean window; see its docstring.
+
 `stream_log_mel` computes the same frames from a waveform that arrives in pieces (text→video streams
 speech sentence by sentence): it keeps only the samples the next frame's window still needs, so its
 memory and per-piece cost do not grow with the length of the stream.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import functools
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 import torchaudio
 from pydantic import Field, model_validator
@@ -27,6 +31,7 @@ from pydantic import Field, model_validator
 from datasets.config import Section
 from datasets.errors import ReplicaError
 from datasets.schema import FPS, SAMPLE_RATE
+from foundation.audio.augment import AugmentConfig, augment_batch
 
 
 class FeatureConfig(Section):
@@ -173,10 +178,31 @@ def batch_features(batch: dict, cfg: FeatureConfig | None = None) -> dict:
 
 
 class BatchFeatures:
-    """The loader's `transform`: a picklable callable adding features to each batch in its worker."""
+    """The loader's `transform`: a picklable callable adding features to each batch in its worker.
 
-    def __init__(self, cfg: FeatureConfig | None = None):
+    In order: `teacher` [B, 256] (resemblyzer's embedding of the clean window, `foundation.audio.teacher`)
+    when `teacher` is set; then the `augment` degradations of `wav` (`foundation.audio.augment`, seeded
+    by the loader's `item_seed`) when given and enabled; then `mel` and `mel_len` of the result.
+    """
+
+    def __init__(self, cfg: FeatureConfig | None = None, augment: AugmentConfig | None = None,
+                 teacher: bool = False):
         self.cfg = cfg or FeatureConfig()
+        self.augment, self.teacher = augment, teacher
+        # Import what the workers will need here, before the DataLoader forks them: a module first imported in a
+        # forked worker (librosa, through resemblyzer) trips wandb's import hook, which refuses to run in a fork.
+        if teacher:
+            from foundation.audio.teacher import teacher_embeddings
+
+            teacher_embeddings([np.random.default_rng(0).normal(0, 0.1, self.cfg.sample_rate).astype(np.float32)])
+        if augment is not None and augment.enabled and augment.codec_p > 0:
+            import av  # noqa: F401  (the codec round-trip's encoder)
 
     def __call__(self, batch: dict) -> dict:
+        if self.teacher:
+            from foundation.audio.teacher import batch_teacher  # resemblyzer loads only where distillation runs
+
+            batch["teacher"] = batch_teacher(batch)
+        if self.augment is not None and self.augment.enabled:
+            batch = augment_batch(batch, self.augment)
         return batch_features(batch, self.cfg)

@@ -10,6 +10,11 @@
   first frame the encoder has not seen, so the latent must model how speech unfolds (phones,
   syllables) rather than copy its input. Both losses are `nn.Module`s with parameters of their
   own (class weights, predictors): the optimiser must include them.
+- **Distillation** (`distill_loss`): a training-only linear head maps the embedding to the teacher's
+  256-d space (resemblyzer's GE2E embedding of the clean window, `foundation.audio.teacher`) and
+  the loss is 1 − cosine. The teacher has heard thousands of real speakers; the TTS pool has not.
+
+`AudioLossConfig` weighs the three; a weight of 0 switches its term off (the ablations).
 """
 
 from __future__ import annotations
@@ -19,9 +24,41 @@ from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
+from datasets.config import Section
 from datasets.errors import ReplicaError
+
+
+class AudioLossConfig(Section):
+    """Weights of the audio encoder's training terms; 0 switches a term off."""
+
+    speaker_weight: float = Field(1.0, ge=0)
+    """AAM-softmax speaker classification over the training speakers (needs ≥ 2 speakers when > 0)."""
+    cpc_weight: float = Field(1.0, ge=0)
+    """CPC content prediction on the latents."""
+    distill_weight: float = Field(0.0, ge=0)
+    """1 − cosine to resemblyzer's embedding of the clean window (the loader computes it when > 0)."""
+
+    @model_validator(mode="after")
+    def _some_term(self) -> "AudioLossConfig":
+        if self.speaker_weight == self.cpc_weight == self.distill_weight == 0:
+            raise ReplicaError("audio_loss weights", "all three are 0: nothing to train")
+        return self
+
+
+def distill_loss(pred: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean 1 − cos(pred, teacher) over windows with a teacher embedding.
+
+    pred: [B, K] projected student embeddings (any norm); teacher: [B, K] unit-norm targets, a zero
+    row where the teacher had nothing to embed (such windows are left out). Returns a scalar in [0, 2].
+    """
+    valid = teacher.float().norm(dim=-1) > 0.5
+    if not valid.any():
+        return pred.sum() * 0.0
+    cos = F.cosine_similarity(pred[valid].float(), teacher[valid].float(), dim=-1)
+    return (1 - cos).mean()
 
 
 def speaker_vocab(names: Sequence[str]) -> dict[str, int]:

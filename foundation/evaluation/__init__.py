@@ -2,7 +2,8 @@
 
     metrics.py  eer, verification_trials, lip_vertex_error, mean_vertex_error, resemblyzer_embeddings,
                 MeanFaceBaseline, EnergyJawBaseline, frame_log_energy
-    runner.py   evaluate_run (writes eval.json), evaluate_audio, evaluate_animator
+    runner.py   evaluate_run (writes eval.json), evaluate_audio, evaluate_animator, speech_windows,
+                verification_report, release_report (the default release's table)
 
 Public API (imported lazily, so the metrics stay usable without loading models).
 """
@@ -14,7 +15,8 @@ _METRICS = ("PARAM_KEYS", "eer", "verification_trials", "lip_vertex_error", "mea
 _EXPORTS = {
     **{name: "foundation.evaluation.metrics" for name in _METRICS},
     "evaluate_run": "foundation.evaluation.runner", "evaluate_audio": "foundation.evaluation.runner",
-    "evaluate_animator": "foundation.evaluation.runner",
+    "evaluate_animator": "foundation.evaluation.runner", "release_report": "foundation.evaluation.runner",
+    "speech_windows": "foundation.evaluation.runner", "verification_report": "foundation.evaluation.runner",
 }
 __all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr("foundation.evaluation", _EXPORTS)

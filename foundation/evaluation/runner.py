@@ -13,12 +13,15 @@ Models come from `foundation.models` (the one loader), metrics from `foundation.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
 from datasets import storage
 from datasets.errors import ReplicaError
 from datasets.loader import iter_samples
+from datasets.schema import SAMPLE_RATE
 from foundation.audio.encoder import AudioEncoder
 from foundation.audio.features import FeatureConfig, log_mel
 from foundation.evaluation.metrics import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, eer, lip_vertex_error,
@@ -43,21 +46,59 @@ def encoder_embeddings(encoder: AudioEncoder, features: FeatureConfig, wavs: lis
     return np.stack([encoder(*_mel(w, features)).embedding[0].numpy() for w in wavs])
 
 
-def evaluate_audio(model_url: str, heldout_url: str, trials: int = 500, seed: int = 0) -> dict:
-    """EER of our encoder and of resemblyzer on the same verification trials over held-out speakers."""
-    model = load_audio_encoder(model_url)
-    samples = list(iter_samples(heldout_url, MAX_CLIPS))
-    speakers = [str(s.meta["speaker"]) for s in samples]
-    seen = sorted(set(speakers) & set(model.speakers))
-    wavs = [s.wav for s in samples]
+def speech_windows(samples: list, window_s: float, max_per_speaker: int = 24) -> tuple[list[np.ndarray], list[str]]:
+    """Cut utterances into non-overlapping `window_s` windows (the remainder dropped; windows under a tenth of
+    their utterance's loudest window's RMS dropped as silence), at most `max_per_speaker` per speaker, spread
+    evenly over that speaker's windows. Returns (wavs, speaker names)."""
+    n = int(round(window_s * SAMPLE_RATE))
+    per: dict[str, list[np.ndarray]] = {}
+    for sample in samples:
+        wav = np.asarray(sample.wav, np.float32)
+        pieces = [wav[i:i + n] for i in range(0, len(wav) - n + 1, n)]
+        if not pieces:
+            continue
+        rms = np.array([np.sqrt(np.mean(p ** 2)) for p in pieces])
+        per.setdefault(str(sample.meta["speaker"]), []).extend(p for p, r in zip(pieces, rms) if r >= 0.1 * rms.max())
+    wavs, names = [], []
+    for speaker, pieces in sorted(per.items()):
+        keep = np.unique(np.linspace(0, len(pieces) - 1, min(max_per_speaker, len(pieces))).round().astype(int))
+        wavs += [pieces[i] for i in keep]
+        names += [speaker] * len(keep)
+    return wavs, names
+
+
+def verification_report(model, wavs: list[np.ndarray], speakers: list[str], trials: int = 500, seed: int = 0,
+                        degrade: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict:
+    """EER of `model` (an `AudioEncoderModel`) and of resemblyzer on the very same trials over `wavs`.
+
+    degrade: (wav, index) → wav applied to every utterance first (e.g. noise or a telephone channel, seeded by the
+    index so both encoders hear the same degraded audio)."""
+    if degrade is not None:
+        wavs = [degrade(w, i) for i, w in enumerate(wavs)]
     ours = encoder_embeddings(model.encoder, model.features, wavs)
     reference = resemblyzer_embeddings(wavs)
     scores_ours, labels = verification_trials(ours, speakers, np.random.default_rng(seed), trials)
     scores_ref, labels_ref = verification_trials(reference, speakers, np.random.default_rng(seed), trials)
     assert np.array_equal(labels, labels_ref)  # same rng, same names: the very same pairs
-    return {"kind": "audio", "heldout": heldout_url, "utterances": len(samples),
-            "speakers": len(set(speakers)), "speakers_seen_in_training": len(seen), "trials": 2 * trials,
+    return {"utterances": len(wavs), "speakers": len(set(speakers)), "trials": 2 * trials,
             "eer": eer(scores_ours, labels), "eer_resemblyzer": eer(scores_ref, labels)}
+
+
+def evaluate_audio(model_url: str | None, heldout_url: str, trials: int = 500, seed: int = 0,
+                   window_s: float | None = None, degrade: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict:
+    """EER of our encoder and of resemblyzer on the same verification trials over held-out speakers.
+
+    window_s: score fixed-length windows cut from the utterances (`speech_windows`) instead of whole utterances
+    (a few long real recordings give many trials); degrade: see `verification_report`."""
+    model = load_audio_encoder(model_url)
+    samples = list(iter_samples(heldout_url, MAX_CLIPS))
+    if window_s:
+        wavs, speakers = speech_windows(samples, window_s)
+    else:
+        wavs, speakers = [s.wav for s in samples], [str(s.meta["speaker"]) for s in samples]
+    seen = sorted(set(speakers) & set(model.speakers))
+    return {"kind": "audio", "heldout": heldout_url, "window_s": window_s, "speakers_seen_in_training": len(seen),
+            **verification_report(model, wavs, speakers, trials, seed, degrade)}
 
 
 def _params(mm: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
@@ -121,3 +162,50 @@ def evaluate_run(kind: Kind, run_url: str, heldout_url: str, train_url: str | No
         report = evaluate_animator(model_url, heldout_url, train_url)
     storage.write_json(storage.join(run_url, "eval.json"), report)
     return report
+
+
+RELEASE_WINDOW_S = 2.0
+"""Speaker-verification windows of the release evaluation (the length the issue's real-speech numbers use)."""
+
+
+def release_report(audio_url: str, animator_url: str, data: dict[str, str],
+                   degradations: dict[str, Callable[[np.ndarray, int], np.ndarray]] | None = None) -> dict:
+    """The foundation release's evaluation table.
+
+    data: dataset URLs by role — `real_heldout` (real speakers never trained on), `tts_heldout` (held-out TTS
+    voices, with face parameters), `faces_heldout` (held-out real speech driving the world's faces) and
+    `animator_mix` (the animator's training data, which the baselines are fitted on).
+    audio: EER of ours vs resemblyzer on 2 s windows of the held-out real speakers, the same windows under each
+    of `degradations`, and held-out TTS voices; animator: LVE/MVE vs energy→jaw and mean face on held-out real-
+    speech and TTS clips.
+    """
+    model = load_audio_encoder(audio_url)
+    audio: dict[str, dict] = {}
+    real, real_speakers = speech_windows(list(iter_samples(data["real_heldout"], MAX_CLIPS)), RELEASE_WINDOW_S)
+    audio["real_heldout"] = {**verification_report(model, real, real_speakers),
+                             "speaker_names": sorted(set(real_speakers))}
+    for name, degrade in (degradations or {}).items():
+        audio[f"real_heldout/{name}"] = verification_report(model, real, real_speakers, degrade=degrade)
+    tts, tts_speakers = speech_windows(list(iter_samples(data["tts_heldout"], MAX_CLIPS)), RELEASE_WINDOW_S)
+    audio["tts_heldout"] = verification_report(model, tts, tts_speakers)
+    animator = {name: evaluate_animator(animator_url, data[url], data["animator_mix"])
+                for name, url in (("real_heldout", "faces_heldout"), ("tts_heldout", "tts_heldout"))}
+    for row in animator.values():
+        row["lve_ratio_energy_jaw"] = row["lve_mm/energy_jaw"] / max(row["lve_mm/animator"], 1e-9)
+    return {"audio": audio, "animator": animator}
+
+
+def standard_degradations(seed: int = 0) -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
+    """The channels the release is also scored under: pink noise at 10 dB SNR, and a telephone line
+    (`foundation.audio.augment`'s own operations, seeded per utterance so every encoder hears the same audio)."""
+    from foundation.audio.augment import coloured_noise, mix_at_snr, telephone
+
+    def noise(wav: np.ndarray, index: int) -> np.ndarray:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        x = torch.from_numpy(np.asarray(wav, np.float32))
+        return mix_at_snr(x, coloured_noise(len(x), 1.0, gen), 10.0).numpy()
+
+    def phone(wav: np.ndarray, index: int) -> np.ndarray:
+        return telephone(torch.from_numpy(np.asarray(wav, np.float32))).numpy()
+
+    return {"noise_10db": noise, "telephone": phone}

@@ -53,7 +53,8 @@ def train_loop_per_worker(config: dict) -> None:
     evaluate = None
     if job.eval_url:
         eval_cfg = job.loader.model_copy(update={"resampled": False, "random_crop": False, "num_workers": 0})
-        eval_loader = ShardLoader(job.eval_url, eval_cfg, rank=rank, world_size=world, transform=objective.transform())
+        eval_loader = ShardLoader(job.eval_url, eval_cfg, rank=rank, world_size=world,
+                                  transform=objective.transform(train=False))  # held-out audio is never augmented
         evaluate = HeldOutEvaluator(eval_loader, job.train.eval_batches, device)
 
     step = start_step = restore_checkpoint(engine, loader, rank)

@@ -5,7 +5,8 @@ and a few scalar metrics; `eval_sums` gives held-out (sum, count) pairs that the
 across ranks; `export` returns the plain inference payload (`model.pt`, see `foundation.models`)
 that loads without DeepSpeed or Ray.
 
-- `AudioObjective`: `AudioEncoder` + AAM-softmax speaker loss + CPC content loss.
+- `AudioObjective`: `AudioEncoder` + AAM-softmax speaker loss + CPC content loss + distillation to
+  resemblyzer's embedding (weights in `AudioLossConfig`); its training windows are augmented.
 - `AnimatorObjective`: a pre-trained `AudioEncoder` feeding an `Animator`, with coefficient,
   mouth-weighted vertex and velocity losses against the head-model parameters in `mm.npz`. The
   encoder is fine-tuned with the animator by default (`animator.finetune_encoder`), frozen otherwise.
@@ -23,7 +24,9 @@ from foundation.animation.losses import AnimationLossConfig, animation_loss
 from foundation.animation.model import POSE_KEYS, Animator, AnimatorConfig
 from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
 from foundation.audio.features import BatchFeatures, FeatureConfig
-from foundation.audio.losses import AAMSoftmax, CPCLoss, speaker_ids, speaker_vocab
+from foundation.audio.augment import AugmentConfig
+from foundation.audio.losses import AAMSoftmax, AudioLossConfig, CPCLoss, distill_loss, speaker_ids, speaker_vocab
+from foundation.audio.teacher import TEACHER_DIM
 from foundation.evaluation.metrics import PARAM_KEYS, MeanFaceBaseline
 from foundation.head import default_head_model
 from foundation.models import animator_export, audio_export, load_animator_start, speech_to_face
@@ -34,47 +37,67 @@ ANIMATOR_TRAINING_FIELDS = ("finetune_encoder", "dropout")
 
 
 class AudioObjective(nn.Module):
-    """Speaker (AAM-softmax over training speakers) + content (CPC) objective of the audio encoder."""
+    """Speaker (AAM-softmax over training speakers), content (CPC) and distillation (to resemblyzer) objective.
+
+    Each term is built only when its `loss` weight is above 0, so a switched-off term has no
+    parameters (nothing DeepSpeed would see without a gradient). `augment` degrades the training
+    windows in the loader (`transform`); the teacher embeds the clean window before that.
+    """
 
     kind = "audio"
 
     def __init__(self, encoder: AudioEncoderConfig, features: FeatureConfig, speakers: list[str],
-                 cpc_weight: float = 1.0):
+                 loss: AudioLossConfig | None = None, augment: AugmentConfig | None = None):
         super().__init__()
-        if len(set(speakers)) < 2:
+        self.loss_cfg = loss = loss or AudioLossConfig()
+        if loss.speaker_weight > 0 and len(set(speakers)) < 2:
             raise ReplicaError("training data",
                                f"needs at least 2 speakers for the speaker objective, has {len(set(speakers))}")
-        self.features = features
+        self.features, self.augment = features, augment
         self.vocab = speaker_vocab(speakers)
         self.encoder = AudioEncoder(encoder)
-        self.speaker_loss = AAMSoftmax(len(self.vocab), encoder.embed_dim)
-        self.cpc = CPCLoss(encoder.dim, first_step=encoder.lookahead + 1)
-        self.cpc_weight = cpc_weight
+        self.speaker_loss = AAMSoftmax(len(self.vocab), encoder.embed_dim) if loss.speaker_weight > 0 else None
+        self.cpc = CPCLoss(encoder.dim, first_step=encoder.lookahead + 1) if loss.cpc_weight > 0 else None
+        # Training only: the export keeps the encoder's own embedding, not this projection.
+        self.distill_head = nn.Linear(encoder.embed_dim, TEACHER_DIM) if loss.distill_weight > 0 else None
 
-    def transform(self) -> BatchFeatures:
-        return BatchFeatures(self.features)
-
-    def _losses(self, batch: dict):
-        out = self.encoder(batch["mel"], batch["mel_len"])
-        ids = speaker_ids(batch["speaker"], self.vocab).to(out.embedding.device)
-        speaker = self.speaker_loss(out.embedding, ids)
-        content = self.cpc(out.latent, out.local, out.latent_len)
-        with torch.no_grad():
-            accuracy = (self.speaker_loss.logits(out.embedding).argmax(-1) == ids).float().mean()
-        return speaker, content, accuracy
+    def transform(self, train: bool = True) -> BatchFeatures:
+        """The loader transform: augmentation and the teacher for training batches, plain features for held-out ones."""
+        if not train:
+            return BatchFeatures(self.features)
+        return BatchFeatures(self.features, self.augment, teacher=self.distill_head is not None)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        speaker, content, accuracy = self._losses(batch)
-        loss = speaker + self.cpc_weight * content
-        return loss, {"speaker_loss": speaker.detach(), "cpc_loss": content.detach(), "speaker_acc": accuracy}
+        out = self.encoder(batch["mel"], batch["mel_len"])
+        loss, metrics = out.embedding.new_zeros(()), {}
+        if self.speaker_loss is not None:
+            ids = speaker_ids(batch["speaker"], self.vocab).to(out.embedding.device)
+            speaker = self.speaker_loss(out.embedding, ids)
+            loss = loss + self.loss_cfg.speaker_weight * speaker
+            with torch.no_grad():
+                accuracy = (self.speaker_loss.logits(out.embedding).argmax(-1) == ids).float().mean()
+            metrics.update(speaker_loss=speaker.detach(), speaker_acc=accuracy)
+        if self.cpc is not None:
+            content = self.cpc(out.latent, out.local, out.latent_len)
+            loss = loss + self.loss_cfg.cpc_weight * content
+            metrics["cpc_loss"] = content.detach()
+        if self.distill_head is not None:
+            if "teacher" not in batch:
+                raise ReplicaError(f"batch {batch['keys'][:2]}", "distillation needs the transform's teacher embeddings")
+            distill = distill_loss(self.distill_head(out.embedding), batch["teacher"].to(out.embedding.device))
+            loss = loss + self.loss_cfg.distill_weight * distill
+            metrics["distill_loss"] = distill.detach()
+        return loss, metrics
 
     def eval_sums(self, batch: dict) -> dict[str, tuple[float, int]]:
         """Held-out CPC loss, and speaker accuracy on held-out clips of training speakers."""
         out = self.encoder(batch["mel"], batch["mel_len"])
         n = len(batch["keys"])
-        sums = {"cpc_loss": (float(self.cpc(out.latent, out.local, out.latent_len)) * n, n)}
+        sums = {}
+        if self.cpc is not None:
+            sums["cpc_loss"] = (float(self.cpc(out.latent, out.local, out.latent_len)) * n, n)
         known = [i for i, s in enumerate(batch["speaker"]) if s in self.vocab]
-        if known:
+        if known and self.speaker_loss is not None:
             ids = speaker_ids([batch["speaker"][i] for i in known], self.vocab).to(out.embedding.device)
             hits = (self.speaker_loss.logits(out.embedding[known]).argmax(-1) == ids).sum()
             sums["speaker_acc"] = (float(hits), len(known))
@@ -96,8 +119,9 @@ class AnimatorObjective(nn.Module):
     kind = "animator"
 
     def __init__(self, animator: AnimatorConfig, init_from: str, mean_face: dict[str, torch.Tensor],
-                 loss: AnimationLossConfig | None = None):
+                 loss: AnimationLossConfig | None = None, augment: AugmentConfig | None = None):
         super().__init__()
+        self.augment = augment
         encoder, self.features, pretrained = load_animator_start(init_from)
         if pretrained is None:
             self._check_fits(animator, encoder, init_from)
@@ -128,8 +152,14 @@ class AnimatorObjective(nn.Module):
         self.encoder.eval()  # keep its pre-trained normalisation statistics, and no dropout, even when fine-tuned
         return self
 
-    def transform(self) -> BatchFeatures:
-        return BatchFeatures(self.features)
+    def transform(self, train: bool = True) -> BatchFeatures:
+        """The loader transform: augmented training audio (the face targets stay as recorded), plain held-out audio.
+
+        Never a speed change here: it would move the speech off the face motion it is aligned with.
+        """
+        if not train or self.augment is None:
+            return BatchFeatures(self.features)
+        return BatchFeatures(self.features, self.augment.model_copy(update={"speed_p": 0.0}))
 
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
         """Face parameters for the batch's audio, cut to its parameter frames: expr [B, F, 52], poses [B, F, 3]."""
@@ -163,32 +193,43 @@ MEAN_FACE_CLIPS = 200
 
 
 def model_section(kind: Kind, data_url: str, *, features: FeatureConfig, audio_encoder: AudioEncoderConfig,
-                  animator: AnimatorConfig) -> dict:
+                  animator: AnimatorConfig, audio_loss: AudioLossConfig | None = None,
+                  augment: AugmentConfig | None = None) -> dict:
     """The serialised model section `build_objective` reads (`PretrainJob.model`), with what it needs of the
     training data at `data_url`: its speaker names (the audio objective's classes), or the mean face
-    parameters of its first `MEAN_FACE_CLIPS` clips (where a fresh animator starts)."""
+    parameters of its first `MEAN_FACE_CLIPS` clips (where a fresh animator starts). The augmentation
+    config travels in it (key "augment") to the workers' loader transforms."""
+    extra = {"augment": augment.model_dump(mode="json")} if augment is not None else {}
     if kind == "audio":
         return {"encoder": audio_encoder.model_dump(mode="json"), "features": features.model_dump(mode="json"),
-                "speakers": dataset_speakers(data_url)}
+                "speakers": dataset_speakers(data_url), "loss": (audio_loss or AudioLossConfig()).model_dump(mode="json"),
+                **extra}
     clips = [{k: s.mm[k][: s.num_frames] for k in PARAM_KEYS}
              for s in iter_samples(data_url, MEAN_FACE_CLIPS) if s.mm is not None]
     if not clips:
         raise ReplicaError(data_url, "no samples with head-model parameters (mm.npz) to train an animator on")
     mean = MeanFaceBaseline().fit(clips).mean
-    return {"animator": animator.model_dump(mode="json"), "mean_face": {k: v.tolist() for k, v in mean.items()}}
+    return {"animator": animator.model_dump(mode="json"), "mean_face": {k: v.tolist() for k, v in mean.items()}, **extra}
 
 
 def build_objective(kind: Kind, model: dict, init_from: str | None = None) -> nn.Module:
-    """The objective for `kind` from its model section; `init_from` is the export an animator starts from."""
+    """The objective for `kind` from its model section; `init_from` is the export an animator starts from.
+
+    Sections written before augmentation and loss weights existed (no "augment", no "loss") give the
+    objective as it was: no augmentation, AAM-softmax + CPC at weight 1.
+    """
+    augment = AugmentConfig.model_validate(model["augment"]) if model.get("augment") else None
     if kind == "audio":
         if init_from:
             raise ReplicaError("pretrain audio", "starts from scratch; init_from is for the animator")
         return AudioObjective(AudioEncoderConfig.model_validate(model["encoder"]),
-                              FeatureConfig.model_validate(model["features"]), model["speakers"])
+                              FeatureConfig.model_validate(model["features"]), model["speakers"],
+                              AudioLossConfig.model_validate(model.get("loss") or {}), augment)
     if kind == "animator":
         if not init_from:
             raise ReplicaError("pretrain animator",
                                "needs --init-from URL (a pre-trained audio encoder's or animator's model.pt)")
         mean_face = {k: torch.tensor(v) for k, v in model["mean_face"].items()}
-        return AnimatorObjective(AnimatorConfig.model_validate(model["animator"]), init_from, mean_face)
+        return AnimatorObjective(AnimatorConfig.model_validate(model["animator"]), init_from, mean_face,
+                                 augment=augment)
     raise ReplicaError(f"model kind {kind!r}", "expected audio or animator")

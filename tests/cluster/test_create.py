@@ -145,10 +145,18 @@ def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
     assert [row["state"] for row in list_bundles(bundle.rsplit("/", 1)[0])] == ["complete"]
 
 
-def test_create_without_a_foundation_animator_is_a_clear_error_before_any_step(created, tmp_path):
-    with pytest.raises(ReplicaError, match="finetune.foundation: is not set"):
-        create_replica(created["video"], str(tmp_path / "bundle"), settings(None))
+def test_create_with_a_missing_foundation_animator_is_a_clear_error_before_any_step(created, tmp_path):
+    with pytest.raises(ReplicaError, match="nope.pt: "):
+        create_replica(created["video"], str(tmp_path / "bundle"), settings(str(tmp_path / "nope.pt")))
     assert bundle_state(str(tmp_path / "bundle"))["state"] == "empty"
+
+
+def test_create_without_an_animator_fine_tunes_the_shipped_default_release():
+    from foundation.models import release_url
+    from personalize.finetune import check_foundation
+
+    assert check_foundation(None) == release_url("animator")
+    assert CreateSettings.of(load_config("tiny")).finetune.foundation is None  # nothing to pass: the release is used
 
 
 def test_a_changed_artifact_fails_verification(created, tmp_path):

@@ -5,6 +5,7 @@ import io
 import tarfile
 
 import pytest
+import torch
 
 from datasets import storage
 from datasets.errors import ReplicaError
@@ -12,6 +13,8 @@ from datasets.loader import LoaderConfig, ShardLoader, iter_tar_samples
 from datasets.schema import wav_bytes
 from datasets.shards import ShardInfo, write_dataset, write_manifest
 from datasets.toy import toy_sample
+from foundation.audio.augment import AugmentConfig
+from foundation.audio.features import BatchFeatures, FeatureConfig
 
 N = 24
 
@@ -143,3 +146,41 @@ def test_shard_cut_inside_a_sample_drops_that_sample_and_names_the_shard(tmp_pat
         keys = [m["__key__"] for m in iter_tar_samples(url, counters)]
     assert keys == ["a"] and counters["bad_shards"] == 1
     assert "cut-000000.tar: corrupt tar at b.wav" in caplog.text
+
+
+def wav_by_key(batches) -> dict:
+    return {key: (wav, int(n)) for batch in batches for key, wav, n in zip(batch["keys"], batch["wav"], batch["wav_len"])}
+
+
+def test_every_item_gets_a_seed_fixed_by_where_it_is_read(dataset):
+    cfg = LoaderConfig(batch_size=4, window_s=0.3, num_workers=0, shuffle_buffer=8, seed=3)
+    first, again = list(ShardLoader(dataset, cfg)), list(ShardLoader(dataset, cfg))
+    seeds = [s for b in first for s in b["item_seed"].tolist()]
+    assert first[0]["item_seed"].dtype == torch.int64 and len(set(seeds)) == N and min(seeds) >= 0
+    assert seeds == [s for b in again for s in b["item_seed"].tolist()]
+    loader = ShardLoader(dataset, cfg)
+    list(loader)
+    epoch1 = list(loader)
+    assert not set(seeds) & {s for b in epoch1 for s in b["item_seed"].tolist()}  # a new round, new seeds
+
+
+def test_augmented_batches_resume_exactly_mid_epoch(dataset):
+    augment = AugmentConfig(enabled=True, speed_p=0.5, formant_p=0.5, reverb_p=0.5, noise_p=0.8, babble_p=0.5,
+                            telephone_p=0.3, codec_p=0.0, gain_p=0.5)
+    cfg = LoaderConfig(batch_size=3, window_s=0.4, num_workers=2, shuffle_buffer=5, seed=5)
+    transform = BatchFeatures(FeatureConfig(), augment)
+    full = wav_by_key(ShardLoader(dataset, cfg, transform=transform))
+    interrupted, before = ShardLoader(dataset, cfg, transform=transform), []
+    for i, batch in enumerate(interrupted):
+        before.append(batch)
+        if i == 2:
+            state = interrupted.state_dict()
+            break
+    resumed = ShardLoader(dataset, cfg, transform=transform)
+    resumed.load_state_dict(state)
+    after = wav_by_key(resumed)
+    assert len(after) == N - 9 and not set(after) & set(wav_by_key(before))
+    for key, (wav, n) in {**wav_by_key(before), **after}.items():
+        assert n == full[key][1] and torch.equal(wav, full[key][0])
+    plain = wav_by_key(ShardLoader(dataset, cfg))
+    assert sum(not torch.equal(full[k][0], plain[k][0]) for k in plain) >= N // 2  # it did augment

@@ -89,8 +89,8 @@ def test_fine_tuning_needs_an_animator_export(tmp_path):
     from foundation.audio import AudioEncoder, FeatureConfig
     from foundation.models import audio_export, save_export
 
-    with pytest.raises(ReplicaError, match="finetune.foundation: is not set"):
-        finetune_animator(person(), FinetuneConfig(), str(tmp_path / "search"))
+    with pytest.raises(ReplicaError, match="nope.pt: "):
+        finetune_animator(person(), FinetuneConfig(foundation=str(tmp_path / "nope.pt")), str(tmp_path / "search"))
     audio = str(tmp_path / "audio.pt")
     save_export(audio_export(AudioEncoder().eval(), FeatureConfig(), []), audio)
     with pytest.raises(ReplicaError, match="is not an animator export"):

@@ -1,0 +1,168 @@
+"""The foundation models on real speech → bench/results/foundation.json.
+
+Parts (`--parts`, each keeps the others' numbers already in the JSON):
+- `eval`: the release's table (`foundation.evaluation.release_report`): speaker-verification EER of our audio
+  encoder vs resemblyzer on the very same trials — 2 s windows of the **held-out real speakers** (never in
+  training; their corpora, sources and licences are named), the same windows through a 10 dB noise and a
+  telephone channel, and held-out TTS voices; the animator's LVE on held-out real-speech-driven clips and TTS
+  clips vs the energy→jaw and mean-face baselines.
+- `voice`: voice ranking for each held-out real speaker (their held-out speech as the "person"): the top TTS
+  candidates by resemblyzer and by our encoder, the rank correlation of the two, and — where the pool has a TTS
+  voice built from that very speaker (flite's awb, slt, rms, kal from CMU ARCTIC) — its rank.
+- `ablation`: what each speaker-objective term buys: short audio-encoder runs on the recipe's data with one term
+  (or the augmentation) removed, each scored on the held-out real speakers.
+
+Run after `replica release build` (its run folder holds the data):
+    .venv/bin/python bench/foundation.py [--run runs/release] [--release foundation/release] [--parts eval,voice]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this folder would come first on sys.path; the repository root must instead.
+sys.path = [str(Path(__file__).resolve().parents[1])] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+
+from bench.machine import describe_machine  # noqa: E402
+from datasets import storage  # noqa: E402
+from datasets.loader import iter_samples  # noqa: E402
+from datasets.shards import read_manifest  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "foundation.json"
+SIBLINGS = {"arctic-awb": "flite:awb", "arctic-slt": "flite:slt", "arctic-rms": "flite:rms", "arctic-kal": "flite:kal"}
+"""Real CMU ARCTIC speakers whose recordings flite's voice of the same name was built from."""
+ABLATIONS = {
+    "full": [],
+    "no_distill": ["audio_loss.distill_weight=0"],
+    "no_aam": ["audio_loss.speaker_weight=0"],
+    "no_cpc": ["audio_loss.cpc_weight=0"],
+    "no_augment": ["augment.enabled=false"],
+}
+
+
+def data_urls(run: str) -> dict[str, str]:
+    names = ("tts_train", "tts_heldout", "real_train", "real_heldout", "faces_train", "faces_heldout", "audio_mix",
+             "animator_mix")
+    urls = {n: storage.join(run, "data", n) for n in names}
+    missing = [u for u in urls.values() if not storage.exists(storage.join(u, "manifest.json"))]
+    if missing:
+        sys.exit(f"{missing[0]}: missing — run `replica release build --out {run}` first")
+    return urls
+
+
+def real_set(data: dict[str, str]) -> dict:
+    """Who the held-out real speakers are, where their speech comes from and under which licence."""
+    rows: dict[str, dict] = {}
+    for sample in iter_samples(data["real_heldout"]):
+        row = rows.setdefault(str(sample.meta["speaker"]), {"seconds": 0.0, "clips": 0, "sources": set(),
+                                                              "licenses": set()})
+        row["seconds"] += sample.duration_s
+        row["clips"] += 1
+        row["sources"].add(str(sample.meta.get("source")))
+        row["licenses"].add(str(sample.meta.get("license")))
+    return {k: {**v, "seconds": round(v["seconds"], 1), "sources": sorted(v["sources"]),
+                "licenses": sorted(v["licenses"])} for k, v in sorted(rows.items())}
+
+
+def part_eval(release: dict[str, str], data: dict[str, str]) -> dict:
+    from foundation.evaluation import release_report
+    from foundation.evaluation.runner import standard_degradations
+
+    started = time.perf_counter()
+    report = release_report(release["audio"], release["animator"], data, standard_degradations())
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["real_heldout_speakers"] = real_set(data)
+    return report
+
+
+def part_voice(release: dict[str, str], data: dict[str, str]) -> dict:
+    from personalize.voice import VoiceConfig, choose_voice
+
+    per: dict[str, list[np.ndarray]] = {}
+    for sample in iter_samples(data["real_heldout"]):
+        per.setdefault(str(sample.meta["speaker"]), []).append(sample.wav)
+    cfg = VoiceConfig(candidates=["flite:*", "piper:*", "espeak:en-us", "espeak:en-gb", "espeak:en-us+*"],
+                      sentences=3)
+    rows = []
+    for speaker, wavs in sorted(per.items()):
+        started = time.perf_counter()
+        choice = choose_voice(np.concatenate(wavs), cfg, encoder_url=release["audio"])
+        top = {enc: [c.id for c in sorted(choice.ranking, key=lambda c: -c.scores[enc])[:3]]
+               for enc in ("resemblyzer", "foundation")}
+        row = {"speaker": speaker, "speech_s": round(sum(len(w) for w in wavs) / 16000, 1),
+               "candidates": len(choice.ranking), "top3": top, "agreement_spearman": choice.agreement,
+               "seconds": round(time.perf_counter() - started, 1)}
+        if speaker in SIBLINGS:
+            row["sibling_voice"] = SIBLINGS[speaker]
+            row["sibling_rank"] = {enc: choice.rank_of(SIBLINGS[speaker], enc) for enc in ("resemblyzer", "foundation")}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    agreement = [r["agreement_spearman"] for r in rows if r["agreement_spearman"] is not None]
+    return {"rows": rows, "mean_agreement_spearman": round(float(np.mean(agreement)), 3) if agreement else None,
+            "candidate_patterns": cfg.candidates}
+
+
+def part_ablation(run: str, data: dict[str, str], steps: int, config: str) -> dict:
+    from cluster.pretrain import pretrain
+    from foundation.evaluation import evaluate_audio
+    from foundation.evaluation.runner import RELEASE_WINDOW_S
+    from launch.config import load_config
+
+    rows = {}
+    for name, overrides in ABLATIONS.items():
+        cfg = load_config(config, overrides + [f"train.steps={steps}", f"train.eval_every={steps}",
+                                               f"train.checkpoint_every={steps}"])
+        out = storage.join(run, "ablation", name)
+        started = time.perf_counter()
+        if not storage.exists(storage.join(out, "model.pt")):
+            pretrain("audio", cfg, data["audio_mix"], out)
+        seconds = time.perf_counter() - started
+        real = evaluate_audio(storage.join(out, "model.pt"), data["real_heldout"], window_s=RELEASE_WINDOW_S)
+        tts = evaluate_audio(storage.join(out, "model.pt"), data["tts_heldout"], window_s=RELEASE_WINDOW_S)
+        rows[name] = {"overrides": overrides, "steps": steps, "train_s": round(seconds, 1),
+                      "eer_real_heldout": real["eer"], "eer_resemblyzer_real_heldout": real["eer_resemblyzer"],
+                      "eer_tts_heldout": tts["eer"]}
+        print(name, json.dumps(rows[name]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/release", help="the `replica release build` folder (its data/)")
+    parser.add_argument("--release", default=None, help="a release folder (default: the installed one)")
+    parser.add_argument("--parts", default="eval,voice", help="comma-separated: eval, voice, ablation")
+    parser.add_argument("--ablation-steps", type=int, default=600)
+    parser.add_argument("--config", default="default")
+    args = parser.parse_args()
+    from foundation.models import RELEASE_DIR, release_info, release_url
+
+    folder = args.release or RELEASE_DIR
+    info = release_info(folder)
+    release = {kind: release_url(kind, folder) for kind in ("audio", "animator")}
+    data = data_urls(args.run)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update({"release": {"version": info["version"], "recipe": info["recipe"], "files": info["files"]},
+                    "data": {k: {"url": v, "samples": read_manifest(v).num_samples} for k, v in data.items()},
+                    "machine": describe_machine(("resemblyzer",))})
+    for part in args.parts.split(","):
+        if part == "eval":
+            results["eval"] = part_eval(release, data)
+        elif part == "voice":
+            results["voice"] = part_voice(release, data)
+        elif part == "ablation":
+            results["ablation"] = part_ablation(args.run, data, args.ablation_steps, args.config)
+        else:
+            sys.exit(f"--parts {part}: expected eval, voice or ablation")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"→ {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The default foundation release: presets that start from others, dataset mixtures, and loading the models that
+ship with the package (no argument), checked against their sha256."""
+
+import json
+
+import pytest
+
+from datasets import storage
+from datasets.errors import ReplicaError
+from datasets.loader import LoaderConfig, ShardLoader, dataset_speakers, iter_samples
+from datasets.shards import mix_datasets, parse_mixture_source, read_manifest
+
+
+def test_default_preset_starts_from_tiny_and_changes_only_what_it_lists(tmp_path):
+    from launch.config import load_config
+
+    tiny, default = load_config("tiny"), load_config("default")
+    assert default.name == "default"
+    assert default.audio_encoder.dim > tiny.audio_encoder.dim  # a bigger model than tiny's …
+    assert default.animator.latent_dim == default.audio_encoder.dim
+    assert default.avatar == tiny.avatar and default.tracking == tiny.tracking  # … and tiny's everything else
+    assert default.loader.num_workers == tiny.loader.num_workers  # nested sections merge key by key
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: default\nname: mine\ntrain:\n  steps: 7\n")
+    cfg = load_config(str(mine))
+    assert (cfg.train.steps, cfg.train.lr, cfg.audio_encoder.dim) == (7, default.train.lr, default.audio_encoder.dim)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("base: loop\n")
+    with pytest.raises(ReplicaError, match="names itself"):
+        load_config(str(loop))
+
+
+def test_a_mixture_lists_its_sources_shards_repeated_and_the_loader_reads_them(speech_datasets, tmp_path):
+    train, heldout = speech_datasets
+    assert parse_mixture_source("s3://b/x*3") == ("s3://b/x", 3)
+    for bad in ("x*0", "x*two", "*2"):
+        with pytest.raises(ReplicaError, match="expected URL or URL\\*K"):
+            parse_mixture_source(bad)
+    mix = str(tmp_path / "mix")
+    manifest = mix_datasets(mix, [(train, 1), (heldout, 3)])
+    sizes = read_manifest(train).num_samples, read_manifest(heldout).num_samples
+    assert manifest.num_samples == sizes[0] + 3 * sizes[1]
+    assert [p["repeat"] for p in manifest.info["mixture"]] == [1, 3]
+    assert set(dataset_speakers(mix)) == set(dataset_speakers(train)) | set(dataset_speakers(heldout))
+    loader = ShardLoader(mix, LoaderConfig(batch_size=4, window_s=1.0, num_workers=0))
+    keys = [k for batch in loader for k in batch["keys"]]
+    assert len(keys) == manifest.num_samples
+    held_keys = {s.key for s in iter_samples(heldout)}
+    assert sum(k in held_keys for k in keys) == 3 * sizes[1]  # each held-out sample drawn three times an epoch
+    with pytest.raises(ReplicaError, match="no manifest"):
+        mix_datasets(str(tmp_path / "bad"), [(str(tmp_path / "nothing"), 1)])
+    assert not storage.exists(str(tmp_path / "bad" / "manifest.json"))
+
+
+def _fake_release(folder, tmp_path):
+    """A release folder made the way `launch.release.package` makes one, from two freshly initialised tiny models."""
+    from foundation.animation.model import Animator
+    from foundation.audio.encoder import AudioEncoder
+    from foundation.audio.features import FeatureConfig
+    from foundation.models import animator_export, audio_export, save_export
+    from launch.release import sha256_file
+
+    encoder = AudioEncoder().eval()
+    save_export(audio_export(encoder, FeatureConfig(), ["a", "b"]), str(folder / "audio.pt"))
+    save_export(animator_export(Animator().eval(), encoder, FeatureConfig(), "audio.pt"), str(folder / "animator.pt"))
+    (folder / "config.yaml").write_text("name: test\n")
+    files = {n: {"sha256": sha256_file(str(folder / n)), "bytes": (folder / n).stat().st_size}
+             for n in ("audio.pt", "animator.pt")}
+    (folder / "release.json").write_text(json.dumps({"version": "test", "recipe": "test", "created": "now",
+                                                     "files": files, "eval": {}}))
+
+
+def test_release_loading_checks_each_file_against_release_json(tmp_path):
+    from foundation.models import load_animator, load_audio_encoder, release_info, release_url
+
+    folder = tmp_path / "release"
+    folder.mkdir()
+    with pytest.raises(ReplicaError, match="is not installed .*replica release build"):
+        release_url("audio", str(folder))
+    _fake_release(folder, tmp_path)
+    assert release_info(str(folder))["version"] == "test"
+    assert load_audio_encoder(release_url("audio", str(folder))).speakers == ["a", "b"]
+    assert load_animator(release_url("animator", str(folder))).animator is not None
+    with pytest.raises(ReplicaError, match="expected one of"):
+        release_url("vocoder", str(folder))
+    data = bytearray((folder / "animator.pt").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "animator.pt").write_bytes(bytes(data))
+    with pytest.raises(ReplicaError, match="does not match release.json"):
+        release_url("animator", str(folder))
+
+
+def test_install_refuses_a_tampered_release_and_keeps_the_installed_one(tmp_path, monkeypatch):
+    import foundation.models as models
+    from launch.release import install
+
+    built, installed = tmp_path / "built", tmp_path / "installed"
+    built.mkdir()
+    installed.mkdir()
+    _fake_release(built, tmp_path)
+    monkeypatch.setattr(models, "RELEASE_DIR", str(installed))
+    assert install(str(built)) == str(installed)
+    assert (installed / "audio.pt").read_bytes() == (built / "audio.pt").read_bytes()
+    before = (installed / "audio.pt").read_bytes()
+    (built / "audio.pt").write_bytes(b"not a model")
+    with pytest.raises(ReplicaError, match="does not match"):
+        install(str(built))
+    assert (installed / "audio.pt").read_bytes() == before
