@@ -2,6 +2,7 @@
 #   make test    the layering contracts, then the whole suite (CPU, < 15 min on 2 cores)
 #   make demo    the system end to end on tiny data
 #   make bench   speed/memory benchmarks → bench/results/*.json
+#   make release retrain the default foundation release (≈1 h on 2 cores) and install it into foundation/release/
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ DEBS   := espeak-ng flite
 # Debian packages only the tests need (the web page's browser test), installed by `make setup` too.
 TEST_DEBS := chromium chromium-driver
 
-.PHONY: setup debs test demo docs bench clean
+.PHONY: setup debs test demo docs bench release clean
 
 setup: debs $(STAMP)
 
@@ -62,6 +63,9 @@ docs: demo
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+release: setup
+	$(VENV)/bin/replica release build --out runs/release --install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .cache

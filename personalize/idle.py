@@ -82,11 +82,16 @@ class IdleStats:
                    brow_std=(0.05, 0.035, 0.035, 0.01, 0.01), head_std=(0.02, 0.03, 0.012), head_ar1=0.96)
 
 
+PRIOR_SECONDS = 20.0
+"""Weight of the typical blink rate (`IdleStats.default`) in `fit_idle`'s estimate, in seconds of video: a 12 s
+video without a visible blink gives ~11 blinks a minute (not a stare), a 2-minute one mostly its own count."""
+
+
 def fit_idle(params: FaceParams, fps: float) -> IdleStats:
     """Measure idle statistics on F frames of (tracked or true) parameters at `fps` frames per second.
 
     Blinks are the peaks of the mean of eyeBlinkLeft/Right standing out by `MIN_PROMINENCE` and 4 noise levels,
-    at least 0.2 s apart (none: rate 0); their duration is the peaks' width at half prominence. Too few frames
+    at least 0.2 s apart; the rate is their count shrunk towards the typical rate (`PRIOR_SECONDS`); their duration is the peaks' width at half prominence. Too few frames
     for a statistic (< 2) give the default's value.
     """
     expr = params.expr.detach().cpu().numpy().astype(np.float64)  # [F, 52]
@@ -99,7 +104,9 @@ def fit_idle(params: FaceParams, fps: float) -> IdleStats:
     noise = 1.4826 * float(np.median(np.abs(lid - np.median(lid))))  # robust std of the open-eye jitter
     peaks, shape = find_peaks(lid, prominence=max(MIN_PROMINENCE, 4 * noise), distance=max(1, round(0.2 * fps)),
                               width=0, rel_height=0.5)
-    rate = len(peaks) / (n / fps)
+    # Blinks are rare events (a few in 12 s): the count over a short video says little, so the rate is shrunk
+    # towards a typical adult's, as if `PRIOR_SECONDS` of typical blinking had been watched too (a Gamma prior).
+    rate = (len(peaks) + default.blink_rate * PRIOR_SECONDS) / (n / fps + PRIOR_SECONDS)
     # Tracking's temporal smoothing widens blinks (fitted ones last ~0.4 s at half closure, true ones ~0.1 s):
     # the width is kept within what eyelids do.
     width = float(np.clip(shape["widths"].mean(), *BLINK_HALF_WIDTH_S * fps)) if len(peaks) else default.blink_frames

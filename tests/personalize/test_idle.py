@@ -63,8 +63,11 @@ def test_fit_of_generated_motion_recovers_its_statistics():
     assert stats.head_ar1 > 0.9
 
 
-def test_stats_round_trip_through_json_and_a_still_face_does_not_blink():
+def test_stats_round_trip_through_json_and_a_still_face_blinks_only_as_much_as_its_length_allows():
     assert IdleStats.from_json(STATS.to_json()) == STATS
-    still = fit_idle(params_of(np.zeros((100, N_EXPR)), np.zeros((100, 3))), fps=25.0)
-    assert still.blink_rate == 0.0 and still.head_std == (0.0, 0.0, 0.0)
+    typical = IdleStats.default().blink_rate
+    glimpse = fit_idle(params_of(np.zeros((100, N_EXPR)), np.zeros((100, 3))), fps=25.0)  # 4 s: no evidence yet
+    assert 0.7 * typical < glimpse.blink_rate < typical and glimpse.head_std == (0.0, 0.0, 0.0)
+    stare = fit_idle(params_of(np.zeros((25 * 600, N_EXPR)), np.zeros((25 * 600, 3))), fps=25.0)  # 10 min, no blink
+    assert stare.blink_rate * 60 < 0.6
     assert IdleStats.from_json(IdleStats.default().to_json()) == IdleStats.default()
