@@ -13,7 +13,9 @@ outputs is skipped, so a re-run after a crash resumes; `replica.json` is written
 The bundle then holds everything text → video needs: "voice/voice" (the chosen voice and prosody),
 "finetune/animator" (an animator export), "finetune/idle" (`IdleStats`), "track/params", "avatar/avatar".
 A synthetic person's video comes with its true parameters (`<stem>.params.npz`); each step then also records
-how close it got to them (`personalize.groundtruth`) under its metrics' "truth".
+how close it got to them (`personalize.groundtruth`) under its metrics' "truth"; the avatar step's "truth" is
+the price of tracking: the held-out PSNR of a second avatar trained on the true parameters minus the bundle
+avatar's (`price_of_tracking`; that avatar is measured, never shipped).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from rich.console import Console
 from cluster.runtime import RuntimeConfig, init_ray, resolve
 from datasets import media, storage
 from datasets.errors import ReplicaError
+from datasets.schema import FPS
+from foundation.head import PersonParams
+from foundation.models import RELEASE_FILES, release_info
 from personalize.bundle import STEPS, StepRecord, finished_step, fingerprint, sha256_of, write_manifest, write_step
 from personalize.finetune import FinetuneConfig, check_foundation
 from personalize.groundtruth import tracking_errors, true_person, true_voice
@@ -66,12 +71,25 @@ class CreateSettings:
         sections = {"ingest": ("creation",), "track": ("tracking",), "voice": ("voice",), "finetune": ("finetune",),
                     "avatar": ("avatar", "refine")}[step]
         chosen = {name: getattr(self, name).model_dump(mode="json") for name in sections}
-        if step == "ingest":
+        if step == "ingest":  # the price of tracking only adds the avatar step's metrics
+            chosen["creation"].pop("price_of_tracking")
             chosen["image_size"] = self.avatar.image_size
+        if step == "avatar":
+            chosen["price_of_tracking"] = self.creation.price_of_tracking
         if step == "finetune":  # the foundation export's bytes, not its URL, are what the outputs depend on
-            chosen["finetune"]["foundation"] = _sha256_once(self.finetune.foundation) if self.finetune.foundation \
-                else None
+            chosen["finetune"]["foundation"] = _foundation_sha256(self.finetune.foundation)
         return chosen
+
+
+def _foundation_sha256(url: str | None) -> str | None:
+    """sha256 of the foundation animator fine-tuning starts from (None: the installed default release's, when
+    there is one: a new release makes finished fine-tunes stale)."""
+    if url:
+        return _sha256_once(url)
+    try:
+        return release_info()["files"][RELEASE_FILES["animator"]]["sha256"]
+    except ReplicaError:
+        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -174,7 +192,7 @@ def _finetune(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     return outputs, metrics
 
 
-def _avatar(bundle: str, cfg, device: str, renderer: str) -> tuple[dict, dict]:
+def _avatar(bundle: str, video: str, cfg, device: str, renderer: str) -> tuple[dict, dict]:
     from foundation.head import load_params
     from render.fit import fit_avatar, save_fit
     from render.video import write_png
@@ -189,7 +207,66 @@ def _avatar(bundle: str, cfg, device: str, renderer: str) -> tuple[dict, dict]:
     if result.sheet is not None:
         write_png(storage.join(bundle, "avatar/sheet.png"), result.sheet)
         outputs["sheet"] = "avatar/sheet.png"
-    return outputs, result.quality.get("heldout", {})
+    metrics = dict(result.quality.get("heldout", {}))
+    truth = true_person(video) if cfg.creation.price_of_tracking else None
+    if truth is not None and "splat" in metrics:
+        with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
+            boxes = face["boxes"]
+        metrics["truth"] = price_of_tracking(video, truth, boxes[:person.n_frames], metrics["splat"], avatar_cfg,
+                                             cfg.refine, device)
+    return outputs, metrics
+
+
+def price_of_tracking(video: str, truth: PersonParams, boxes: np.ndarray, tracked: dict, avatar_cfg: AvatarConfig,
+                      refine_cfg: RefineConfig, device: str) -> dict:
+    """What tracking costs the avatar: an avatar trained like the bundle's on the *true* parameters, its held-out
+    splat PSNR/SSIM next to the bundle avatar's (`tracked`: its held-out "splat" numbers).
+
+    The bundle's crop follows the head (a box per frame, `boxes` [F, 3]: x0, y0, side in source pixels) while the
+    true camera is the source's, one pinhole for all frames. So the true-parameter avatar sees the source cut
+    with ONE fixed box (the per-frame boxes' median), the true camera mapped through it exactly (f' = f·S/side,
+    c' = (c − x0)·S/side), H.264-coded like `ingest/crop.mp4`. Both avatars hold out the same last frames; how
+    far the bundle's boxes stray from the fixed one (`box_shift_crop_px_max`, in crop pixels) says how alike
+    their framings are. Splats only (no refiner): the refiner would add its own noise to a one-number comparison.
+    """
+    import tempfile
+
+    import torch
+
+    from foundation.camera import Camera
+    from personalize.ingest import cut_box
+    from render.avatar_train import select_frames
+    from render.fit import fit_avatar
+    from render.video import scaled_camera
+
+    started = time.perf_counter()
+    size, box = avatar_cfg.image_size, np.median(boxes, axis=0)
+    frames = np.stack([cut_box(rgb, box, size) for rgb, _ in zip(media.iter_video(video, fps=FPS), boxes)])
+    n = min(len(frames), truth.n_frames)
+    with tempfile.TemporaryDirectory() as folder:  # coded as the bundle's crop frames are
+        media.write_mp4(f"{folder}/fixed.mp4", frames[:n], fps=FPS, crf=14)
+        frames = media.read_video(f"{folder}/fixed.mp4", fps=FPS)[:n]
+    info = media.probe(video)
+    source = scaled_camera(truth.camera, info.width, info.height)
+    scale = size / box[2]
+    K = source.K.clone()
+    K[:2, :2] *= scale
+    K[:2, 2] = (K[:2, 2] - torch.as_tensor(box[:2], dtype=K.dtype)) * scale
+    camera = Camera(source.viewmat, K, size, size)
+    params = select_frames(truth.params, torch.arange(n))
+    fit = fit_avatar(frames, params, camera, avatar_cfg, refine_cfg.model_copy(update={"enabled": False}),
+                     device=device, progress=False)
+    true = fit.quality.get("heldout", {}).get("splat")
+    if true is None:
+        return {}
+    shift = float(np.abs(boxes - box).max())
+    return {"psnr_db_true_params": true["psnr_db"], "ssim_true_params": true["ssim"],
+            "psnr_db_tracked_params": tracked["psnr_db"], "ssim_tracked_params": tracked["ssim"],
+            "price_of_tracking_db": round(true["psnr_db"] - tracked["psnr_db"], 3),
+            "compared": "held-out splats (no refiner); true parameters on the source cut with the median crop box",
+            "heldout_frames": fit.quality["frames"]["heldout"], "fixed_box": [round(float(v), 2) for v in box],
+            "box_shift_src_px_max": round(shift, 2), "box_shift_crop_px_max": round(shift * scale, 2),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: str, s3: storage.S3Options,
@@ -206,7 +283,7 @@ def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: st
     elif step == "finetune":
         outputs, metrics = _finetune(bundle, video, cfg, device)
     else:
-        outputs, metrics = _avatar(bundle, cfg, device, renderer)
+        outputs, metrics = _avatar(bundle, video, cfg, device, renderer)
     record = StepRecord(step, inputs, outputs, {}, round(time.perf_counter() - started, 1), metrics)
     write_step(bundle, record)
     return record.__dict__
@@ -265,6 +342,7 @@ def quality_lines(metrics: dict) -> list[str]:
     """The creation's quality in a few lines (per step, and against the truth for a synthetic person)."""
     lines = []
     track, voice, tune = metrics.get("track", {}), metrics.get("voice", {}), metrics.get("finetune", {})
+    avatar = metrics.get("avatar", {})
     if track:
         line = f"tracking: landmarks {track['landmark_px_mean']:.2f} px from MediaPipe's"
         if "truth" in track:
@@ -290,4 +368,12 @@ def quality_lines(metrics: dict) -> list[str]:
         lines.append(line)
         lines.append(f"idle: {tune['idle']['blinks_per_min']} blinks/min, head sway std "
                      + "/".join(f"{d:.1f}" for d in tune["idle"]["head_std_deg"]) + "°")
+    if "splat" in avatar:
+        line = f"avatar: held-out PSNR {avatar['splat']['psnr_db']:.2f} dB, SSIM {avatar['splat']['ssim']:.3f}"
+        if avatar.get("truth"):
+            t = avatar["truth"]
+            line += (f"; with the true parameters {t['psnr_db_true_params']:.2f} dB (the price of tracking: "
+                     f"{t['price_of_tracking_db']:.2f} dB; crop boxes within {t['box_shift_crop_px_max']:.1f} px "
+                     "of the fixed one)")
+        lines.append(line)
     return lines

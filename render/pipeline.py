@@ -19,9 +19,13 @@ conformer's `STREAM_HISTORY` of past frames), frames exactly given the same para
 its state across chunks). Audio frame f owns samples [640 f, 640 (f + 1)), so every chunk's audio is
 exactly its frames' duration.
 
-Poses: the animator speaks in the pose distribution of its training data, so its head and neck motion is
-re-centred on the person's own mean pose from tracking (the avatar was trained on those views), and its
-translation is the person's mean.
+Poses and the upper face: the animator speaks in the pose and expression distribution of its training data,
+so its head and neck motion is re-centred on the person's own mean pose from tracking (the avatar was trained
+on those views), its translation is the person's mean, and the expression channels speech barely drives (eyes,
+brows, cheek squint: `UPPER_FACE`) are re-centred on the person's tracked median (the eyelids and brows the
+avatar learnt). "Re-centred" means the animator's own typical output — its mean over the person's own speech
+(`centre`, measured once when the replica loads) — is replaced by the person's: a fine-tuned animator learns
+the person's mean pose and brows in its weights, not only its output biases, so the biases are not its centre.
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ from pydantic import Field
 from datasets import storage
 from datasets.config import Section
 from datasets.errors import ReplicaError
-from datasets.media import Mp4Stream, decode_audio_bytes
-from datasets.schema import FPS, SAMPLE_RATE
-from foundation.audio.features import stream_log_mel
+from datasets.media import Mp4Stream, decode_audio_bytes, read_audio
+from datasets.schema import EXPRESSION_NAMES, FPS, SAMPLE_RATE
+from foundation.audio.features import log_mel, stream_log_mel
 from foundation.head import FaceParams, HeadModel, default_head_model, load_params
 from foundation.models import AnimatorModel, load_animator
 from foundation.tts import SENTENCE_PAUSE_S, get_voice, language_voice, split_sentences
@@ -58,6 +62,11 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 """Audio samples per video frame (640 at 16 kHz and 25 fps)."""
 DEFAULT_VOICE = "piper:joe"
 """The voice of a bundle made before voice choice existed."""
+UPPER_FACE = tuple(i for i, name in enumerate(EXPRESSION_NAMES) if name.startswith(("eye", "brow", "cheekSquint")))
+"""Expression channels above the mouth (eyeBlink/Squint/Wide/Look*, brows, cheekSquint), rendered around the
+person's tracked median."""
+CENTRE_SECONDS = 10.0
+"""Seconds of the person's own speech the animator's typical output (`Replica.centre`) is measured on."""
 __all__ = ["Chunk", "RenderOptions", "Replica", "decode_audio_bytes", "framing", "load_replica", "render_chunks",
            "render_to_file", "render_to_url", "stream_mp4", "validate_request"]
 
@@ -108,7 +117,11 @@ class Replica:
     """Tempo and pitch change fitted to the person."""
     idle: IdleStats
     rest: dict[str, torch.Tensor]
-    """The person's identity `shape` [S] and mean `neck`, `rot`, `trans` [3] over their tracked video."""
+    """The person's identity `shape` [S], mean `neck`, `rot`, `trans` [3] and median `expr` [52] over their
+    tracked video."""
+    centre: dict[str, torch.Tensor]
+    """The animator's typical output: mean `expr` [52], `neck`, `rot`, `trans` [3] over the person's own speech
+    (the bundle's, up to `CENTRE_SECONDS`; its output biases when the bundle has no speech)."""
     head: HeadModel
     device: str
     backend: str = "auto"
@@ -175,11 +188,36 @@ def load_replica(url: str, *, animator: str | None = None, device: str = "cpu", 
     idle = IdleStats.from_json(storage.read_json(idle_url)) if idle_url else IdleStats.default()
     tracked = load_params(params_url).params
     shape = tracked.shape if tracked.shape.dim() == 1 else tracked.shape.mean(0)
-    rest = {"shape": shape, **{key: getattr(tracked, key).mean(0) for key in ("neck", "rot", "trans")}}
+    rest = {"shape": shape, "expr": tracked.expr.median(0).values,
+            **{key: getattr(tracked, key).mean(0) for key in ("neck", "rot", "trans")}}
+    source = _source(manifest, url, tracked)
     return Replica(url, avatar, model, record["voice"], ProsodyShift(record.get("tempo", 1.0),
                                                                      record.get("semitones", 0.0)),
-                   idle, {k: v.to(device) for k, v in rest.items()}, default_head_model().to(device), device, backend,
-                   _source(manifest, url, tracked))
+                   idle, {k: v.to(device) for k, v in rest.items()},
+                   _centre(model, _own_speech(manifest, url, source), device), default_head_model().to(device),
+                   device, backend, source)
+
+
+def _own_speech(manifest: dict, bundle: str, source: dict | None) -> np.ndarray | None:
+    """Up to `CENTRE_SECONDS` of the person's speech (float32, 16 kHz): the bundle's crop, else the source video;
+    None when neither is there."""
+    url = _artifact(manifest, bundle, "ingest/crop") or (source or {}).get("video")
+    return None if url is None else read_audio(url)[:int(CENTRE_SECONDS * SAMPLE_RATE)]
+
+
+@torch.no_grad()
+def _centre(model: AnimatorModel, speech: np.ndarray | None, device: str) -> dict[str, torch.Tensor]:
+    """The animator's mean output over `speech` (float32 [T] at 16 kHz): `expr` [52], `neck`/`rot`/`trans` [3];
+    without speech (under a frame), its output biases (its training data's mean face and pose)."""
+    animator = model.animator
+    if speech is None or len(speech) < SAMPLES_PER_FRAME:
+        zero = torch.zeros(3, device=device)
+        return {"expr": torch.sigmoid(animator.expr.bias),
+                **{key: animator.pose[key].bias if key in animator.pose else zero for key in ("neck", "rot", "trans")}}
+    wav = torch.as_tensor(speech[:len(speech) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME], device=device)[None]
+    encoded = model.encoder(log_mel(wav, model.features))
+    out = animator(encoded.latent, encoded.embedding if animator.cfg.style_dim else None)
+    return {key: out[key][0].mean(0) for key in ("expr", "neck", "rot", "trans")}
 
 
 def _source(manifest: dict, bundle: str, tracked: FaceParams) -> dict | None:
@@ -255,20 +293,23 @@ def _style(replica: Replica, first: np.ndarray) -> torch.Tensor | None:
 
 
 def _posed(replica: Replica, animated: dict[str, torch.Tensor], start: int, options: RenderOptions) -> FaceParams:
-    """Face parameters for animator frames [start, start + n): speech-driven mouth, the person's rest pose,
-    plus idle motion."""
+    """Face parameters for animator frames [start, start + n): speech-driven mouth, pose and upper face moving
+    about the person's tracked rest (the animator's `centre` swapped for `rest`), plus idle motion."""
     n = animated["expr"].shape[0]
-    bias = {key: head.bias for key, head in replica.model.animator.pose.items()}
-    expr, rot = animated["expr"], replica.rest["rot"] + animated["rot"] - bias["rot"]
+    rest, centre = replica.rest, replica.centre
+    upper = list(UPPER_FACE)
+    expr = animated["expr"].clone()
+    expr[:, upper] += rest["expr"][upper] - centre["expr"][upper]
+    rot = rest["rot"] + animated["rot"] - centre["rot"]
     if options.idle:
         idle = idle_motion(replica.idle, start, n, options.seed)
         expr = expr + torch.as_tensor(idle["expr"], device=expr.device)
         rot = rot + torch.as_tensor(idle["rot"], device=expr.device)
-    trans = replica.rest["trans"].expand(n, 3)
-    if "trans" in bias:
-        trans = trans + animated["trans"] - bias["trans"]
-    return FaceParams(shape=replica.rest["shape"], expr=expr.clamp(0.0, 1.0), jaw=animated["jaw"],
-                      neck=replica.rest["neck"] + animated["neck"] - bias["neck"], rot=rot, trans=trans)
+    trans = rest["trans"].expand(n, 3)
+    if "trans" in replica.model.animator.pose:
+        trans = trans + animated["trans"] - centre["trans"]
+    return FaceParams(shape=rest["shape"], expr=expr.clamp(0.0, 1.0), jaw=animated["jaw"],
+                      neck=rest["neck"] + animated["neck"] - centre["neck"], rot=rot, trans=trans)
 
 
 def _frames(replica: Replica, params: FaceParams, previous: torch.Tensor | None,

@@ -9,6 +9,7 @@ tiny one (what the pipeline does with it is under test here, not its quality; te
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import subprocess
@@ -39,8 +40,9 @@ OVERRIDES = [
 STEPS_DONE = ["ingest", "track", "voice", "finetune", "avatar"]
 
 
-def settings(foundation: str | None) -> CreateSettings:
-    return CreateSettings.of(load_config("tiny", OVERRIDES + [f"finetune.foundation={foundation}"] * bool(foundation)))
+def settings(foundation: str | None, *overrides: str) -> CreateSettings:
+    return CreateSettings.of(load_config("tiny", OVERRIDES + [f"finetune.foundation={foundation}"] * bool(foundation)
+                                         + list(overrides)))
 
 
 @functools.cache
@@ -129,7 +131,15 @@ def test_every_step_is_measured_against_the_synthetic_persons_truth(created):
     assert tune["heldout_lve_mm_after"] < tune["heldout_lve_mm_before"]  # from an untrained animator
     assert {"heldout_true_lve_mm_before", "heldout_true_lve_mm_after"} == set(tune["truth"])
     assert "splat" in metrics["avatar"]
+    price = metrics["avatar"]["truth"]  # the same avatar on the true parameters, the same held-out frames
+    assert price["psnr_db_true_params"] > 15
+    assert price["psnr_db_tracked_params"] == metrics["avatar"]["splat"]["psnr_db"]
+    assert math.isclose(price["price_of_tracking_db"], price["psnr_db_true_params"] - price["psnr_db_tracked_params"],
+                        abs_tol=1e-3)
+    assert 0 < price["ssim_true_params"] <= 1 and price["heldout_frames"] == metrics["avatar"]["splat"]["frames"]
+    assert 0 <= price["box_shift_crop_px_max"] < 48
     assert "fine-tune: held-out LVE" in created["log"] and "true voice flite:" in created["log"]
+    assert "the price of tracking" in created["log"]
 
 
 def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
@@ -140,7 +150,8 @@ def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
     storage.remove(step_url(bundle, "avatar"))
     storage.remove(storage.join(bundle, MANIFEST))
     assert bundle_state(bundle) == {"url": bundle, "state": "partial", "last_step": "finetune"}
-    resumed = create_replica(video, bundle, settings(created["animator"]))
+    # the price of tracking (a second avatar) was measured by the first create: resuming retrains only the bundle's
+    resumed = create_replica(video, bundle, settings(created["animator"], "creation.price_of_tracking=false"))
     assert [s["status"] for s in resumed["steps"].values()] == ["skipped"] * 4 + ["done"]
     assert [row["state"] for row in list_bundles(bundle.rsplit("/", 1)[0])] == ["complete"]
 
