@@ -88,8 +88,8 @@ def part_voice(release: dict[str, str], data: dict[str, str]) -> dict:
     per: dict[str, list[np.ndarray]] = {}
     for sample in iter_samples(data["real_heldout"]):
         per.setdefault(str(sample.meta["speaker"]), []).append(sample.wav)
-    cfg = VoiceConfig(candidates=["flite:*", "piper:*", "espeak:en-us", "espeak:en-gb", "espeak:en-us+*"],
-                      sentences=3)
+    cfg = VoiceConfig(candidates=["flite:*", "piper:*", "espeak:en-us", "espeak:en-gb", "espeak:en-us+f2",
+                                  "espeak:en-us+m3", "espeak:en-gb+f3", "espeak:en-gb+m1"], sentences=3)
     rows = []
     for speaker, wavs in sorted(per.items()):
         started = time.perf_counter()

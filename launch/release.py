@@ -145,15 +145,16 @@ def train_models(cfg, out: str, data: dict[str, str], console: Console) -> dict[
 def evaluate_release(runs: dict[str, str], data: dict[str, str], console: Console) -> dict:
     """The release's evaluation table (see `foundation.evaluation.release_report`)."""
     from foundation.evaluation import release_report
+    from foundation.evaluation.runner import standard_degradations
 
-    t = _step(console, "4. evaluate on held-out real speakers and held-out TTS voices")
+    t = _step(console, "4. evaluate on held-out real speakers (clean, noisy, telephone) and held-out TTS voices")
     report = release_report(storage.join(runs["audio"], "model.pt"), storage.join(runs["animator"], "model.pt"),
-                            data)
+                            data, standard_degradations())
     _done(console, t, "evaluated")
     return report
 
 
-def package(cfg, out: str, runs: dict[str, str], data: dict[str, str], report: dict, seconds: dict) -> str:
+def package(cfg, out: str, runs: dict[str, str], data: dict[str, str], report: dict) -> str:
     """Write `<out>/release/` (models, release.json, config.yaml); returns its folder."""
     from datasets.shards import read_manifest
     from launch.config import save_config
@@ -174,7 +175,11 @@ def package(cfg, out: str, runs: dict[str, str], data: dict[str, str], report: d
         "version": RELEASE_VERSION, "recipe": cfg.name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "files": files, "config": cfg.model_dump(mode="json"), "eval": report, "data": sources,
-        "train_seconds": seconds})
+        "training": {kind: {k: summary.get(k) for k in ("seconds", "device", "precision")} | {
+            "steps": summary.get("final_metrics", {}).get("step"),
+            "resumed_from_step": summary.get("final_metrics", {}).get("start_step")}
+            for kind, summary in ((kind, storage.read_json(storage.join(runs[kind], "train_summary.json")))
+                                  for kind in RELEASE_FILES)}})
     return folder
 
 
@@ -200,13 +205,11 @@ def build_release(cfg, out: str, console: Console | None = None, install_it: boo
     console = console or Console(stderr=True)
     started = time.perf_counter()
     data = build_data(cfg, out, console)
-    t = time.perf_counter()
     runs = train_models(cfg, out, data, console)
-    train_s = time.perf_counter() - t
     report = evaluate_release(runs, data, console)
-    folder = package(cfg, out, runs, data, report,
-                     {"train_this_run": round(train_s, 1), "total_this_run": round(time.perf_counter() - started, 1)})
-    console.print(f"5. release {RELEASE_VERSION} → {folder}", highlight=False)
+    folder = package(cfg, out, runs, data, report)
+    console.print(f"5. release {RELEASE_VERSION} → {folder} ({time.perf_counter() - started:.0f}s this run)",
+                  highlight=False)
     if install_it:
         console.print(f"   installed into {install(folder)}", highlight=False)
     return storage.read_json(storage.join(folder, "release.json"))

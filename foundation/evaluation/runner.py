@@ -86,7 +86,8 @@ def verification_report(model, wavs: list[np.ndarray], speakers: list[str], tria
 
 def evaluate_audio(model_url: str | None, heldout_url: str, trials: int = 500, seed: int = 0,
                    window_s: float | None = None, degrade: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict:
-    """EER of our encoder and of resemblyzer on the same verification trials over held-out speakers.
+    """EER of our encoder (None: the default release's) and of resemblyzer on the same verification trials over
+    held-out speakers.
 
     window_s: score fixed-length windows cut from the utterances (`speech_windows`) instead of whole utterances
     (a few long real recordings give many trials); degrade: see `verification_report`."""
@@ -106,8 +107,9 @@ def _params(mm: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def evaluate_animator(model_url: str, heldout_url: str, train_url: str) -> dict:
-    """LVE and mean vertex error (mm) of the animator and both baselines on held-out clips."""
+def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -> dict:
+    """LVE and mean vertex error (mm) of the animator (None: the default release's) and both baselines on held-out
+    clips."""
     model = load_animator(model_url)
     head = default_head_model()
     train = [s for s in iter_samples(train_url, MAX_CLIPS) if s.mm is not None]
@@ -203,7 +205,7 @@ def standard_degradations(seed: int = 0) -> dict[str, Callable[[np.ndarray, int]
     def noise(wav: np.ndarray, index: int) -> np.ndarray:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
         x = torch.from_numpy(np.asarray(wav, np.float32))
-        return mix_at_snr(x, coloured_noise(len(x), 1.0, gen), 10.0).numpy()
+        return mix_at_snr(x, coloured_noise(len(x), torch.ones(1), [gen])[0], 10.0).numpy()
 
     def phone(wav: np.ndarray, index: int) -> np.ndarray:
         return telephone(torch.from_numpy(np.asarray(wav, np.float32))).numpy()

@@ -2,10 +2,12 @@
 ship with the package (no argument), checked against their sha256."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from datasets import storage
+from datasets.corpora import HELDOUT_SPEAKERS
 from datasets.errors import ReplicaError
 from datasets.loader import LoaderConfig, ShardLoader, dataset_speakers, iter_samples
 from datasets.shards import mix_datasets, parse_mixture_source, read_manifest
@@ -106,3 +108,57 @@ def test_install_refuses_a_tampered_release_and_keeps_the_installed_one(tmp_path
     with pytest.raises(ReplicaError, match="does not match"):
         install(str(built))
     assert (installed / "audio.pt").read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def real_heldout(tmp_path_factory):
+    """The project's held-out real speakers (never in the release's training data) as a dataset, with phones."""
+    from datasets.corpora import CorporaConfig, build_corpora
+    from tests.conftest import TEST_CACHE
+
+    url = str(tmp_path_factory.mktemp("real") / "heldout")
+    build_corpora("all", url, CorporaConfig(cache_dir=str(TEST_CACHE / "corpora"), recognize_phones=True),
+                  split="heldout")
+    return url
+
+
+def test_the_shipped_release_is_what_the_default_recipe_trains():
+    from foundation.models import RELEASE_DIR, release_info
+    from launch.config import load_config
+    from launch.release import sha256_file
+
+    info = release_info()
+    assert info["recipe"] == "default"
+    recorded = info["config"]
+    recipe = load_config("default").model_dump(mode="json")
+    differing = sorted(k for k in recipe if recipe[k] != recorded.get(k))
+    assert differing == [], f"launch/configs/default.yaml changed since the release was trained: {differing}"
+    for name, meta in info["files"].items():
+        assert sha256_file(f"{RELEASE_DIR}/{name}") == meta["sha256"]
+        assert meta["bytes"] < 20 * 2**20  # a few MB each
+    assert set(info["eval"]["audio"]["real_heldout"]["speaker_names"]) == set(HELDOUT_SPEAKERS)
+
+
+def test_the_shipped_release_loads_without_arguments_and_beats_the_baselines_on_held_out_real_speech(
+        real_heldout, speech_datasets):
+    from foundation.evaluation import evaluate_animator, evaluate_audio
+    from foundation.evaluation.runner import RELEASE_WINDOW_S
+    from foundation.models import load_animator, load_audio_encoder
+    from foundation.world import SynthConfig, build_world
+    from datasets.shards import write_dataset
+
+    audio, animator = load_audio_encoder(), load_animator()  # no argument: the release inside the package
+    assert audio.encoder.cfg.dim == animator.encoder.cfg.dim
+    assert not set(audio.speakers) & set(dataset_speakers(real_heldout))  # held out means never trained on
+    report = evaluate_audio(None, real_heldout, window_s=RELEASE_WINDOW_S)
+    assert report["speakers"] == 5 and report["utterances"] >= 15
+    assert report["eer"] < 0.35  # far from chance (0.5) on real voices it never heard
+    # real voices driving made-up faces through their recognised phones: true mouth motion for real speech
+    world = build_world(SynthConfig(video=False, size=64, atlas_size=256, identities=2, seed=21).model_dump_json())
+    faces = [world.speech_clip(i % 2, s.key, s.wav, s.meta["phones"], s.meta)
+             for i, s in enumerate(iter_samples(real_heldout)) if s.meta.get("phones")]
+    assert len(faces) >= 10
+    url = str(Path(real_heldout).parent / "faces")
+    write_dataset(url, faces)
+    lve = evaluate_animator(None, url, speech_datasets[0])  # baselines fitted on TTS training clips
+    assert lve["lve_mm/animator"] < lve["lve_mm/energy_jaw"] and lve["lve_mm/animator"] < lve["lve_mm/mean_face"]
