@@ -194,9 +194,16 @@ def test_a_renderer_killed_mid_render_gives_its_job_a_retry_or_a_failure(server,
 
 def test_one_caller_over_its_rate_gets_429_while_others_are_served(server):
     other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), headers=AUTH)
-    codes = [other.get(f"{server}/v1/no-such-route").status_code for _ in range(130)]
-    assert codes[0] == 404 and codes[-1] == 429
-    limited = other.get(f"{server}/v1/no-such-route")
+    # Requests until the bucket (burst 100, refilled at 10/s) runs dry: a busy machine answers more slowly, so the
+    # count needed varies; what must hold is that this caller gets a 429 in the end, with a reason and a wait.
+    codes, limited = [], None
+    for _ in range(3000):
+        response = other.get(f"{server}/v1/no-such-route")
+        if response.status_code == 429:
+            limited = response
+            break
+        codes.append(response.status_code)
+    assert codes and set(codes) == {404} and limited is not None
     assert int(limited.headers["retry-after"]) >= 1 and "rate limit" in limited.json()["error"]
     assert httpx.get(f"{server}/v1/replicas", headers=AUTH).status_code == 200
 
