@@ -6,7 +6,7 @@ A synthetic person talks for `--seconds` (`foundation.world.synth_person`, 128²
 replica processes (driver, the local Ray it starts, its workers and Tune trials together, sampled every 0.5 s), and every ground-truth
 metric the bundle carries (tracking error, the true voice's rank, fine-tune LVE before/after).
 
-    python bench/create.py [--seconds 90] [--animator runs/demo/animator/model.pt]
+    python bench/create.py [--seconds 90] [--animator runs/demo/animator/model.pt] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -70,13 +70,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--animator", default="runs/demo/animator/model.pt")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--keep", help="write the person video and the bundle into this folder and keep them "
+                                       "(default: a temporary folder)")
     args = parser.parse_args()
     if not Path(args.animator).exists():
         raise SystemExit(f"{args.animator}: no such file (run `make demo` first, or pass --animator)")
 
     cfg = load_config("tiny", [f"finetune.foundation={Path(args.animator).resolve()}",
                                f"creation.min_seconds={min(30.0, args.seconds / 2)}"])
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or scratch
         started = time.perf_counter()
         person = synth_person(args.seconds, f"{folder}/person.mp4",
                               SynthConfig(size=128, supersample=1, atlas_size=256, voices=["flite:*"], seed=11))

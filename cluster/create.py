@@ -143,7 +143,7 @@ def _track(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     truth = true_person(video)
     if truth is not None:
         with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
-            metrics["truth"] = tracking_errors(result.person, truth, face["boxes"])
+            metrics["truth"] = tracking_errors(result.person, truth, face["boxes"], result.detail)
     return outputs, metrics
 
 
