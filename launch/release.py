@@ -36,6 +36,11 @@ from datasets.errors import ReplicaError
 
 RELEASE_VERSION = "0.2.0"
 """Version of the release this recipe builds (bump when the recipe or its data change)."""
+RECIPE_SECTIONS = ("ingest", "corpora", "synth", "loader", "features", "train", "audio_encoder", "audio_loss",
+                   "augment", "animator", "release")
+"""The config sections the release's data, training and evaluation read: changing one of them changes what the
+recipe would train. The rest (storage, runtime, replica creation, rendering, serving) are recorded in
+`release.json` too but do not touch the weights."""
 
 
 class ReleaseConfig(Section):
