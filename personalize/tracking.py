@@ -59,8 +59,10 @@ class TrackingConfig(Section):
     """Adam learning rate of the landmark fit."""
     huber_px: float = Field(1.5, gt=0)
     """Residuals beyond this many pixels count linearly (robust to the tracker's bad frames)."""
-    shape_prior: float = Field(0.05, ge=0)
-    """Weight of |shape|² (identity coefficients are ~N(0, 1))."""
+    shape_prior: float = Field(0.5, ge=0)
+    """Weight of |shape|² in the landmark fit (identity coefficients are ~N(0, 1)). MediaPipe's landmarks say
+    little about the identity (a per-person offset of 1.5–3 px, `bench/tracking.py`): 0.5 fits four synthetic
+    persons 5% closer to their true faces than 0.05 did (0.05 px more landmark residual)."""
     expr_prior: float = Field(0.2, ge=0)
     """Weight of |expression|² (faces rest near neutral; MediaPipe's blendshape scores only start the fit)."""
     smoothness: float = Field(1.0, ge=0)
@@ -77,6 +79,8 @@ class TrackingConfig(Section):
     """Weight of the detail offsets' Laplacian (large: only smooth corrections)."""
     detail_size: float = Field(10.0, ge=0)
     """Weight of the detail offsets' squared size (cm²)."""
+    photometric_shape_prior: float = Field(0.05, ge=0)
+    """Weight of |shape|² in the photometric stage (next to a pixel L1 of ~0.02: weak, the pixels decide)."""
 
 
 @dataclass
@@ -285,7 +289,7 @@ def refine_photometric(frames: np.ndarray, params: FaceParams, camera: Camera, c
     for step in range(cfg.photometric_iterations):
         l1, _ = photometric()
         smooth = torch.sparse.mm(laplacian, detail / 0.01).pow(2).sum(-1).mean()
-        loss = (l1 + cfg.shape_prior * (shape**2).mean() + cfg.detail_laplacian * smooth * 1e-3
+        loss = (l1 + cfg.photometric_shape_prior * (shape**2).mean() + cfg.detail_laplacian * smooth * 1e-3
                 + cfg.detail_size * (detail / 0.01).pow(2).sum(-1).mean() * 1e-3)
         optimizer.zero_grad()
         loss.backward()
