@@ -11,8 +11,7 @@ correspondence search. Two stages, both batched over all frames, on CPU or CUDA:
    on shape and expression size, and temporal smoothness of expression and pose. A rigid-only warm-up comes
    first, so the expression never explains what the pose should. MediaPipe's scores only start the fit, they
    are not pulled towards: MediaPipe computes them from the same landmarks (no new evidence), in its own rig's
-   conventions — on the synthetic world's faces it reads eyeSquint ≈ 0.7 where the truth is 0, which made
-   every avatar's eyelids sit half-closed.
+   conventions: on the synthetic world's faces it reads eyeSquint up to 0.74 where the truth is 0.
 2. **Photometry** (`refine_photometric`): on a few key frames, the differentiable mesh renderer
    (`foundation.head.render_soft`) draws the fitted face with a texture estimated jointly; the identity,
    per-vertex detail offsets (Laplacian-regularised: smooth corrections for what the identity basis cannot
