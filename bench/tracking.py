@@ -37,7 +37,7 @@ from foundation.head import FaceParams  # noqa: E402
 from foundation.world import synth_person  # noqa: E402
 from launch.config import load_config, with_options  # noqa: E402
 from personalize.groundtruth import (LEFT_EYE_OUTER, RIGHT_EYE_OUTER, expression_correlation,  # noqa: E402
-                                     face_error_iod, true_person)
+                                     face_error_iod, true_landmarks_in_crop, true_person)
 from personalize.ingest import PersonIngestConfig, ingest_person  # noqa: E402
 from personalize.tracking import TrackingConfig, fit_landmarks  # noqa: E402
 
@@ -69,8 +69,7 @@ def bench_person(seed: int, seconds: float, size: int, folder: str) -> dict:
     n = min(len(person.lmk), truth.n_frames)
     true_params = FaceParams(truth.params.shape, *(getattr(truth.params, k)[:n]
                                                    for k in ("expr", "jaw", "neck", "rot", "trans")))
-    source = truth.extras["lmk"][:n, :, :2] * np.array([truth.camera.width, truth.camera.height])
-    exact = (source - person.boxes[:n, None, :2]) / person.boxes[:n, None, 2:3]  # crop coordinates in [0, 1]
+    exact = true_landmarks_in_crop(truth, person.boxes[:n])
     offset = (person.lmk[:n, :, :2] - exact) * CROP
     iod_px = float(np.linalg.norm(exact[:, LEFT_EYE_OUTER] - exact[:, RIGHT_EYE_OUTER], axis=-1).mean() * CROP)
     out = {"seed": seed, "frames": n, "identity": str(truth.extras.get("identity")),

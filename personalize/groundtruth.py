@@ -93,9 +93,15 @@ def landmark_error_px(tracked: PersonParams, truth: PersonParams, boxes: np.ndar
     params = FaceParams(*(getattr(tracked.params, k)[:n] if k != "shape" else tracked.params.shape
                           for k in ("shape", "expr", "jaw", "neck", "rot", "trans")))
     fitted = project_landmarks(head(params), head.landmark_index, tracked.camera)[..., :2] * size
+    return float(np.linalg.norm(fitted - true_landmarks_in_crop(truth, boxes[:n]) * size, axis=-1).mean())
+
+
+def true_landmarks_in_crop(truth: PersonParams, boxes: np.ndarray) -> np.ndarray:
+    """The true landmarks of the first len(boxes) frames in crop coordinates ([0, 1] of the crop's side), through
+    the ingest's crop boxes (x0, y0, side in source pixels) [F, 3]. [F, 478, 2]"""
+    n = len(boxes)
     source = truth.extras["lmk"][:n, :, :2] * np.array([truth.camera.width, truth.camera.height])
-    crop = (source - boxes[:n, None, :2]) * size / boxes[:n, None, 2:3]
-    return float(np.linalg.norm(fitted - crop, axis=-1).mean())
+    return (source - boxes[:, None, :2]) / boxes[:, None, 2:3]
 
 
 def tracking_errors(tracked: PersonParams, truth: PersonParams, boxes: np.ndarray,
