@@ -113,7 +113,7 @@ def train_steps(kind: str, cfg, data: str, init_from: str | None, device: torch.
     objective = build_objective(kind, model, init_from=init_from)
     trainable = [p for p in objective.parameters() if p.requires_grad]
     engine, _, _, _ = deepspeed.initialize(model=objective, model_parameters=trainable,
-                                           config=deepspeed_config(cfg.train, cfg.loader, precision))
+                                           config=deepspeed_config(cfg.train, cfg.loader, precision, device.type))
     loader = iter(ShardLoader(data, cfg.loader, transform=objective.transform()))
     batches = [to_device(next(loader), device) for _ in range(BATCHES)]
     setup_s = time.perf_counter() - started

@@ -46,7 +46,7 @@ def train_loop_per_worker(config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if job.device == "cuda" else "gloo")
     engine, _, _, _ = deepspeed.initialize(
         model=objective, model_parameters=[p for p in objective.parameters() if p.requires_grad],
-        config=deepspeed_config(job.train, job.loader, job.precision))
+        config=deepspeed_config(job.train, job.loader, job.precision, job.device))
 
     train_cfg = job.loader.model_copy(update={"resampled": True})
     loader = ShardLoader(job.data_url, train_cfg, rank=rank, world_size=world, transform=objective.transform())
