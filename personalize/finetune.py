@@ -24,6 +24,7 @@ fine-tuning never ships something worse than it started from), the trial table a
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -98,6 +99,11 @@ class PersonData:
     wav: np.ndarray
     params: dict[str, np.ndarray]
     truth: dict[str, np.ndarray] | None = None
+
+    def writable(self) -> "PersonData":
+        """A copy whose arrays torch may wrap: a trial receives its data from Ray's object store read-only."""
+        return PersonData(np.array(self.wav), {k: np.array(v) for k, v in self.params.items()},
+                          None if self.truth is None else {k: np.array(v) for k, v in self.truth.items()})
 
     @property
     def n_frames(self) -> int:
@@ -234,7 +240,7 @@ def _tune_trainable(trial: dict, data: PersonData, foundation: str, cfg_json: st
             save_export(export, f"{folder}/model.pt")
             ray.tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
-    train_trial(trial, data, foundation, FinetuneConfig.model_validate_json(cfg_json), device, report)
+    train_trial(trial, data.writable(), foundation, FinetuneConfig.model_validate_json(cfg_json), device, report)
 
 
 @dataclass
@@ -275,6 +281,10 @@ def finetune_animator(data: PersonData, cfg: FinetuneConfig, work_url: str, devi
              "layers": ray.tune.choice(cfg.layers)}
     callbacks = [_progress(on_result)] if on_result else []
     _remove(work_url)
+    # Every trial report carries a checkpoint (ASHA may pause or stop the trial after it), and with one kept Tune
+    # snapshots its experiment state after each, warning each time that this "may become a bottleneck": three
+    # lines per report in the user's `replica create` output, for a few KiB written. 0 is Tune's documented off.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     filesystem, storage_path = storage.arrow_filesystem(work_url)
     try:
         tuner = ray.tune.Tuner(
