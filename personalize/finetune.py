@@ -281,18 +281,21 @@ def finetune_animator(data: PersonData, cfg: FinetuneConfig, work_url: str, devi
              "layers": ray.tune.choice(cfg.layers)}
     callbacks = [_progress(on_result)] if on_result else []
     _remove(work_url)
-    # Every trial report carries a checkpoint (ASHA may pause or stop the trial after it), and with one kept Tune
-    # snapshots its experiment state after each, warning each time that this "may become a bottleneck": three
-    # lines per report in the user's `replica create` output, for a few KiB written. 0 is Tune's documented off.
+    # Tune's console output stays out of `replica create`'s (its progress lines come from `on_result`):
+    # every trial report carries a checkpoint (ASHA may pause or stop the trial after it), and with one kept, Tune
+    # snapshots its experiment state after each and warns each time that this "may become a bottleneck" (three
+    # lines per report, for a few KiB written; 0 is Tune's documented off); and Tune's default output engine
+    # prints its configuration table and a TensorBoard hint even at verbose=0, the older one honours it.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     filesystem, storage_path = storage.arrow_filesystem(work_url)
     try:
         tuner = ray.tune.Tuner(
             ray.tune.with_resources(trainable, resources), param_space=space,
             tune_config=ray.tune.TuneConfig(
                 metric="validation_lve_mm", mode="min", num_samples=cfg.trials,
-                max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
-                search_alg=BasicVariantGenerator(random_state=cfg.seed),
+                reuse_actors=True,  # the limit goes to the generator: Tune ignores `max_concurrent_trials` for one
+                search_alg=BasicVariantGenerator(random_state=cfg.seed, max_concurrent=cfg.max_concurrent),
                 scheduler=ASHAScheduler(time_attr="step", max_t=max(cfg.steps), grace_period=cfg.report_every,
                                         reduction_factor=2)),
             run_config=ray.tune.RunConfig(name="search", storage_path=storage_path, storage_filesystem=filesystem,

@@ -71,17 +71,21 @@ def test_a_trial_lowers_the_validation_lip_error(foundation):
 
 
 def test_a_search_that_finds_nothing_better_ships_the_foundation(ray_cluster, foundation, tmp_path):
+    """Two trials, one at a time (`max_concurrent`), both wrecked by a learning rate of 0.5."""
     from foundation.models import load_exported
 
-    # a learning rate of 0.5 wrecks the model in a few steps
-    cfg = FinetuneConfig(foundation=foundation, lr=(0.5, 0.6), **TINY)
-    rows = []
-    result = finetune_animator(person(), cfg, str(tmp_path / "search"), on_result=rows.append)
+    cfg = FinetuneConfig(foundation=foundation, lr=(0.5, 0.6), **TINY | {"trials": 2}, max_concurrent=1)
+    tables = []
+    result = finetune_animator(person(), cfg, str(tmp_path / "search"), on_result=tables.append)
     assert result.metrics["shipped"].startswith("foundation")
     assert result.metrics["heldout_lve_mm_after"] == result.metrics["heldout_lve_mm_before"]
     reference = load_exported(foundation)["state_dict"]
     assert all(torch.equal(result.export["state_dict"][k], v) for k, v in reference.items())
-    assert len(result.trials) == 1 and result.trials[0]["status"] == "done" and rows[-1][0]["step"] == 20
+    assert len(result.trials) == 2 and {t["status"] for t in result.trials} == {"done"}
+    first = tables[0][0]["trial"]
+    last_step = {row["trial"]: row["step"] for row in tables[-1]}
+    when_second_starts = {row["trial"]: row["step"] for row in next(t for t in tables if len(t) == 2)}
+    assert when_second_starts[first] == last_step[first] == 20  # the first trial had finished: one at a time
     assert not (tmp_path / "search").exists()
 
 
