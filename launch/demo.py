@@ -128,9 +128,11 @@ def pretrain_step(cfg: ReplicaConfig, out: str, console: Console, data: dict[str
         console.print(f"  {metrics['step']} steps, final loss {metrics['loss']:.3f}, "
                       f"{metrics['samples_per_s']:.0f} samples/s; run folder {run}", highlight=False)
         if kind == "audio":
+            low, high = report["eer_minus_resemblyzer_ci95"]
             console.print(f"  speaker verification on {report['speakers']} held-out speakers (voices unseen in "
                           f"training), {report['trials']} trials: EER ours {report['eer']:.3f} · resemblyzer "
-                          f"(pretrained GE2E) {report['eer_resemblyzer']:.3f}", highlight=False)
+                          f"(pretrained GE2E) {report['eer_resemblyzer']:.3f}; ours − resemblyzer within "
+                          f"[{low:+.3f}, {high:+.3f}] (95 %, over trials)", highlight=False)
         else:
             for model in ("animator", "energy_jaw", "mean_face"):
                 console.print(f"  {model:<11} lip vertex error {report[f'lve_mm/{model}']:6.2f} mm · mean vertex "

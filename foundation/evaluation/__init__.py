@@ -1,6 +1,6 @@
 """Evaluating the foundation models: metrics on arrays (`metrics`), and the runner that scores a run (`runner`).
 
-    metrics.py  eer, verification_trials, lip_vertex_error, mean_vertex_error, resemblyzer_embeddings,
+    metrics.py  eer, eer_bootstrap, verification_trials, lip_vertex_error, mean_vertex_error, resemblyzer_embeddings,
                 MeanFaceBaseline, EnergyJawBaseline, frame_log_energy
     runner.py   evaluate_run (writes eval.json), evaluate_audio, evaluate_animator, speech_windows,
                 verification_report, release_report (the default release's table)
@@ -10,7 +10,7 @@ Public API (imported lazily, so the metrics stay usable without loading models).
 
 from datasets.exports import lazy_getattr
 
-_METRICS = ("PARAM_KEYS", "eer", "verification_trials", "lip_vertex_error", "mean_vertex_error",
+_METRICS = ("PARAM_KEYS", "eer", "eer_bootstrap", "verification_trials", "lip_vertex_error", "mean_vertex_error",
             "resemblyzer_embeddings", "MeanFaceBaseline", "EnergyJawBaseline", "frame_log_energy")
 _EXPORTS = {
     **{name: "foundation.evaluation.metrics" for name in _METRICS},

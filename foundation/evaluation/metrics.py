@@ -54,6 +54,28 @@ def eer(scores, labels) -> float:
     return float(far[k - 1] + t * (far[k] - far[k - 1]))
 
 
+def eer_bootstrap(scores_a, scores_b, labels, rng: np.random.Generator, rounds: int = 1000) -> dict:
+    """95 % intervals of two systems' EERs on the same trials and of their difference (a − b), by resampling the
+    trials with replacement (paired: each round scores both systems on the same resampled trials).
+
+    It shows how far a table's EER could move with another draw of trials from the same recordings. It does not
+    see how few the recordings are (trials sharing a window are not independent), so on a small held-out set
+    the real spread — another set of speakers, another training seed — is larger.
+    """
+    a, b, labels = np.asarray(scores_a), np.asarray(scores_b), np.asarray(labels).astype(bool)
+    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+    draws = np.empty((rounds, 2))
+    for r in range(rounds):  # positives and negatives resampled separately: both kinds stay in every round
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        draws[r] = eer(a[idx], labels[idx]), eer(b[idx], labels[idx])
+
+    def interval(values: np.ndarray) -> list[float]:
+        return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
+
+    return {"a": interval(draws[:, 0]), "b": interval(draws[:, 1]), "a_minus_b": interval(draws[:, 0] - draws[:, 1]),
+            "p_a_below_b": round(float(np.mean(draws[:, 0] < draws[:, 1])), 3), "rounds": rounds}
+
+
 def verification_trials(embeddings, speakers: list[str], rng: np.random.Generator,
                         n: int) -> tuple[np.ndarray, np.ndarray]:
     """Cosine scores of n same-speaker and n different-speaker pairs drawn at random.

@@ -24,7 +24,8 @@ from datasets.loader import iter_samples
 from datasets.schema import SAMPLE_RATE
 from foundation.audio.encoder import AudioEncoder
 from foundation.audio.features import FeatureConfig, log_mel
-from foundation.evaluation.metrics import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, eer, lip_vertex_error,
+from foundation.evaluation.metrics import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, eer, eer_bootstrap,
+                                           lip_vertex_error,
                                            mean_vertex_error, resemblyzer_embeddings, verification_trials)
 from foundation.head import FaceParams, default_head_model
 from foundation.models import load_animator, load_audio_encoder, speech_to_face
@@ -80,8 +81,11 @@ def verification_report(model, wavs: list[np.ndarray], speakers: list[str], tria
     scores_ours, labels = verification_trials(ours, speakers, np.random.default_rng(seed), trials)
     scores_ref, labels_ref = verification_trials(reference, speakers, np.random.default_rng(seed), trials)
     assert np.array_equal(labels, labels_ref)  # same rng, same names: the very same pairs
+    spread = eer_bootstrap(scores_ours, scores_ref, labels, np.random.default_rng(seed))
     return {"utterances": len(wavs), "speakers": len(set(speakers)), "trials": 2 * trials,
-            "eer": eer(scores_ours, labels), "eer_resemblyzer": eer(scores_ref, labels)}
+            "eer": eer(scores_ours, labels), "eer_resemblyzer": eer(scores_ref, labels),
+            "eer_ci95": spread["a"], "eer_resemblyzer_ci95": spread["b"],
+            "eer_minus_resemblyzer_ci95": spread["a_minus_b"], "p_eer_below_resemblyzer": spread["p_a_below_b"]}
 
 
 def evaluate_audio(model_url: str | None, heldout_url: str, trials: int = 500, seed: int = 0,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from datasets.errors import ReplicaError
-from foundation.evaluation import (EnergyJawBaseline, MeanFaceBaseline, eer, frame_log_energy, lip_vertex_error,
-                                   mean_vertex_error, resemblyzer_embeddings, verification_trials)
+from foundation.evaluation import (EnergyJawBaseline, MeanFaceBaseline, eer, eer_bootstrap, frame_log_energy,
+                                   lip_vertex_error, mean_vertex_error, resemblyzer_embeddings, verification_trials)
 from datasets.schema import EXPRESSION_NAMES
 from foundation.tts import synthesize
 
@@ -44,6 +44,19 @@ def test_verification_trials_are_balanced_and_separate_clustered_speakers():
     assert scores.shape == labels.shape == (400,) and labels.sum() == 200
     assert np.all(np.abs(scores) <= 1 + 1e-9)
     assert eer(scores, labels) == 0.0
+
+
+def test_eer_intervals_hold_each_systems_eer_and_order_a_clearly_better_one():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(500), np.zeros(500)]
+    good = labels + rng.normal(0, 0.5, 1000)  # EER ≈ 0.16
+    poor = labels + rng.normal(0, 1.5, 1000)  # EER ≈ 0.37
+    spread = eer_bootstrap(good, poor, labels, np.random.default_rng(1), rounds=300)
+    assert spread["a"][0] <= eer(good, labels) <= spread["a"][1] and spread["a"][1] - spread["a"][0] < 0.1
+    assert spread["b"][0] <= eer(poor, labels) <= spread["b"][1]
+    assert spread["a_minus_b"][1] < 0 and spread["p_a_below_b"] == 1.0
+    same = eer_bootstrap(good, good, labels, np.random.default_rng(1), rounds=50)
+    assert same["a_minus_b"] == [0.0, 0.0] and same["p_a_below_b"] == 0.0
 
 
 def test_lip_vertex_error_is_zero_for_identical_meshes_and_one_mm_for_a_one_mm_offset():
