@@ -9,11 +9,16 @@ Parts (`--parts`, each keeps the others' numbers already in the JSON):
 - `voice`: voice ranking for each held-out real speaker (their held-out speech as the "person"): the top TTS
   candidates by resemblyzer and by our encoder, the rank correlation of the two, and — where the pool has a TTS
   voice built from that very speaker (flite's awb, slt, rms, kal from CMU ARCTIC) — its rank.
+- `reproduction` (with `--retrained DIR`): the shipped release against a second build of the same recipe with
+  other seeds (`replica release build --out DIR --set train.seed=2 --set loader.seed=2`), both scored here on
+  the same data and trials: the spread of each headline number over two seeds.
 - `ablation`: what each speaker-objective term buys: short audio-encoder runs on the recipe's data with one term
   (or the augmentation) removed, each scored on the held-out real speakers.
 
 Run after `replica release build` (its run folder holds the data):
     .venv/bin/python bench/foundation.py [--run runs/release] [--release foundation/release] [--parts eval,voice]
+    .venv/bin/python bench/foundation.py --run runs/release_seed2 --parts reproduction \
+        --retrained runs/release_seed2/release
 """
 
 from __future__ import annotations
@@ -109,6 +114,40 @@ def part_voice(release: dict[str, str], data: dict[str, str]) -> dict:
             "candidate_patterns": cfg.candidates}
 
 
+REPRODUCED = [("audio", split, "eer") for split in
+              ("real_heldout", "real_heldout/noise_10db", "real_heldout/telephone", "tts_heldout")] + \
+             [("animator", split, metric) for split in ("real_heldout", "tts_heldout")
+              for metric in ("lve_mm/animator", "lve_ratio_energy_jaw")]
+"""(model, held-out set, metric) of the release's table whose spread over seeds is reported."""
+
+
+def part_reproduction(release: dict[str, str], retrained_folder: str, data: dict[str, str]) -> dict:
+    from foundation.evaluation import release_report
+    from foundation.evaluation.runner import standard_degradations
+    from foundation.models import RELEASE_DIR, release_info, release_url
+
+    builds = {"shipped": release, "retrained": {kind: release_url(kind, retrained_folder)
+                                                for kind in ("audio", "animator")}}
+    seeds = {}
+    for name, folder in (("shipped", RELEASE_DIR), ("retrained", retrained_folder)):
+        config = release_info(folder)["config"]
+        seeds[name] = {"train.seed": config["train"]["seed"], "loader.seed": config["loader"]["seed"]}
+    reports = {}
+    for name, models in builds.items():
+        started = time.perf_counter()
+        reports[name] = release_report(models["audio"], models["animator"], data, standard_degradations())
+        print(f"{name}: evaluated in {time.perf_counter() - started:.0f}s", flush=True)
+    rows = {}
+    for model, split, metric in REPRODUCED:
+        shipped, retrained = (float(reports[name][model][split][metric]) for name in builds)
+        rows[f"{model} {split} {metric}"] = {"shipped": round(shipped, 4), "retrained": round(retrained, 4),
+                                             "difference": round(retrained - shipped, 4)}
+        print(f"{model:8s} {split:26s} {metric:22s} {shipped:7.3f} {retrained:7.3f}", flush=True)
+    resemblyzer = {name: reports[name]["audio"]["real_heldout"]["eer_resemblyzer"] for name in builds}
+    return {"seeds": seeds, "retrained_folder": retrained_folder, "rows": rows,
+            "same_trials_check": {"eer_resemblyzer_real_heldout": resemblyzer}}
+
+
 def part_ablation(run: str, data: dict[str, str], steps: int, config: str) -> dict:
     from cluster.pretrain import pretrain
     from foundation.evaluation import evaluate_audio
@@ -137,8 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/release", help="the `replica release build` folder (its data/)")
     parser.add_argument("--release", default=None, help="a release folder (default: the installed one)")
-    parser.add_argument("--parts", default="eval,voice", help="comma-separated: eval, voice, ablation")
+    parser.add_argument("--parts", default="eval,voice", help="comma-separated: eval, voice, reproduction, ablation")
     parser.add_argument("--ablation-steps", type=int, default=600)
+    parser.add_argument("--retrained", default=None, help="for --parts reproduction: a second release build's "
+                                                           "release/ folder (same recipe, other seeds)")
     parser.add_argument("--config", default="default")
     args = parser.parse_args()
     from foundation.models import RELEASE_DIR, release_info, release_url
@@ -156,10 +197,14 @@ def main() -> None:
             results["eval"] = part_eval(release, data)
         elif part == "voice":
             results["voice"] = part_voice(release, data)
+        elif part == "reproduction":
+            if not args.retrained:
+                sys.exit("--parts reproduction needs --retrained DIR (a second build's release/ folder)")
+            results["reproduction"] = part_reproduction(release, args.retrained, data)
         elif part == "ablation":
             results["ablation"] = part_ablation(args.run, data, args.ablation_steps, args.config)
         else:
-            sys.exit(f"--parts {part}: expected eval, voice or ablation")
+            sys.exit(f"--parts {part}: expected eval, voice, reproduction or ablation")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"→ {RESULTS}")
