@@ -21,7 +21,7 @@ from tests.replica_cli import run_replica
 pytestmark = pytest.mark.slow
 
 TINY = {
-    "train.steps": 4, "avatar.iterations": 30, "refine.iterations": 10,
+    "train.steps": 4, "train.num_workers": 1, "avatar.iterations": 30, "refine.iterations": 10,
     "synth.size": 64, "synth.supersample": 1, "synth.identities": 1, "synth.clips_per_identity": 1,
     "demo.train_identities": 4, "demo.train_clips_per_identity": 2,
     "demo.heldout_identities": 2, "demo.heldout_clips_per_identity": 2, "demo.person_seconds": 1,
@@ -32,8 +32,8 @@ TINY = {
     "finetune.report_every": 5,
 }
 """Overrides that shrink every stage to seconds (the run config's ranges still apply). Pre-training takes 4 steps
-(8 for the demo's animator): the tests check that models load and evaluate, not how well they learned —
-tests/foundation/test_train.py does that."""
+(8 for the demo's animator) on one worker: the tests check that models load and evaluate, not how well they
+learned, and this module runs beside the main session — tests/foundation/test_train.py trains on two workers."""
 
 
 def settings(root: Path) -> list[str]:
@@ -135,14 +135,14 @@ def test_data_synth_command_builds_the_dataset_under_storage_root(tmp_path):
 
 
 def test_pretrain_command_trains_and_evaluates_an_animator_on_a_pretrained_encoder(demo, tmp_path):
-    """The command's own options end to end; one training worker (the demo and tests/foundation train on two)."""
+    """The command's own options end to end, on one training worker like the demo here."""
     from foundation.models import load_animator
 
     run = tmp_path / "animator"
     result = run_replica("pretrain", "animator", "--data", str(demo["out"] / "data" / "train"),
                          "--eval-data", str(demo["out"] / "data" / "heldout"),
                          "--audio-encoder", str(demo["out"] / "audio" / "model.pt"), "--out", str(run),
-                         *settings(tmp_path / "runs"), "--set", "train.num_workers=1", cwd=tmp_path, timeout=600)
+                         *settings(tmp_path / "runs"), cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert load_animator(str(run / "model.pt")).animator.cfg.latent_dim == 64
     report = json.loads((run / "eval.json").read_text())
