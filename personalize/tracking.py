@@ -240,8 +240,9 @@ def face_laplacian(head: HeadModel) -> torch.Tensor:
     degree = torch.bincount(edges[:, 0], minlength=N_FACE).float().clamp_min(1)
     values = -1.0 / degree[edges[:, 0]]
     index = torch.cat([edges.T, torch.arange(N_FACE).repeat(2, 1)], 1)
-    return torch.sparse_coo_tensor(index, torch.cat([values, torch.ones(N_FACE)]), (N_FACE, N_FACE),
-                                   check_invariants=True).coalesce()
+    # checked in a scope: torch 2.11 warns "invariant checks are implicitly disabled" even for check_invariants=True
+    with torch.sparse.check_sparse_tensor_invariants():
+        return torch.sparse_coo_tensor(index, torch.cat([values, torch.ones(N_FACE)]), (N_FACE, N_FACE)).coalesce()
 
 
 def refine_photometric(frames: np.ndarray, params: FaceParams, camera: Camera, cfg: TrackingConfig | None = None,
