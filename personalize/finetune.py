@@ -230,6 +230,8 @@ def train_trial(trial: dict, data: PersonData, foundation: str, cfg: FinetuneCon
 
 
 def _tune_trainable(trial: dict, data: PersonData, foundation: str, cfg_json: str, device: str) -> None:
+    import logging
+
     import ray.tune
     from ray.tune import Checkpoint
 
@@ -240,6 +242,7 @@ def _tune_trainable(trial: dict, data: PersonData, foundation: str, cfg_json: st
             save_export(export, f"{folder}/model.pt")
             ray.tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a "Checkpoint successfully created" per report
     train_trial(trial, data.writable(), foundation, FinetuneConfig.model_validate_json(cfg_json), device, report)
 
 
