@@ -134,9 +134,13 @@ def pretrain_step(cfg: ReplicaConfig, out: str, console: Console, data: dict[str
                           f"(pretrained GE2E) {report['eer_resemblyzer']:.3f}; ours − resemblyzer within "
                           f"[{low:+.3f}, {high:+.3f}] (95 %, over trials)", highlight=False)
         else:
-            for model in ("animator", "energy_jaw", "mean_face"):
-                console.print(f"  {model:<11} lip vertex error {report[f'lve_mm/{model}']:6.2f} mm · mean vertex "
-                              f"error {report[f'mve_mm/{model}']:5.2f} mm", highlight=False)
+            for model in ("animator", "energy_jaw", "mean_face", "phones_known"):
+                if f"lve_mm/{model}" in report:
+                    console.print(f"  {model:<12} lip vertex error {report[f'lve_mm/{model}']:6.2f} mm · mean vertex "
+                                  f"error {report[f'mve_mm/{model}']:5.2f} mm", highlight=False)
+            if "lve_mm/phones_known" in report:
+                console.print("  (phones_known: the world's mouth for the exact phones at an average speaker's style "
+                              "— the floor, not a competitor)", highlight=False)
         console.print(f"  ({time.perf_counter() - t:.1f}s)")
 
 

@@ -7,7 +7,10 @@ inside the package) is the reference our audio encoder is measured against.
 Animation is judged on the head model's vertices: the lip vertex error (LVE, as in MeshTalk and
 FaceFormer: per frame the largest L2 error over the lip vertices, averaged over frames) and the mean
 vertex error. Two baselines bound what an animator must beat: the training-set mean face, and a
-least-squares fit from per-frame audio energy to jaw opening.
+least-squares fit from per-frame audio energy to jaw opening. A reference bounds it from below where the
+truth came from the synthetic world: the world's own mouth model on the clip's exact phone timings with the
+average speaker's style (`PhonesKnownReference`), what a perfect phone recogniser would score without
+knowing how far this speaker opens their mouth or how much they smile.
 
 Arrays are NumPy or torch; distances are metres (multiply by 1000 to report mm).
 """
@@ -203,4 +206,31 @@ class EnergyJawBaseline:
         jaw, jaw_open = (self._features(wav, n_frames) @ self.coef).T
         out["jaw"][:, 0] = np.clip(jaw, 0.0, None)  # a jaw does not close past its rest pose
         out["expr"][:, self.jaw_open] = np.clip(jaw_open, 0.0, 1.0)
+        return out
+
+
+class PhonesKnownReference:
+    """The synthetic world's mouth for a clip's exact phones, average speaker style; the rest the mean face.
+
+    Not a baseline an audio model could match by construction: it reads the phone timings that generated
+    the truth (`meta["phones"]`; for real speech driving faces, the aligner's phones). What separates it
+    from the truth is only each clip's own style draw (articulation, smile, their drift), which the audio
+    barely carries: LVE well below it means the scoring is wrong, near it means phone recognition is solved.
+    """
+
+    def fit(self, params: list[dict[str, np.ndarray]]) -> "PhonesKnownReference":
+        """params: per training clip, as `MeanFaceBaseline.fit` (for the channels the mouth does not set)."""
+        self.mean = MeanFaceBaseline().fit(params)
+        return self
+
+    def predict(self, wav: np.ndarray, phones: list, n_frames: int) -> dict[str, np.ndarray]:
+        """wav: 16 kHz audio; phones: [(phone, start_s, end_s)] → expr [F, 52], jaw/neck/rot/trans [F, 3]."""
+        from foundation.world.motion import average_speaker_mouth
+
+        out = self.mean.predict(None, n_frames)
+        jaw, expr = average_speaker_mouth(wav, [tuple(p) for p in phones], SAMPLE_RATE)
+        frames = min(n_frames, len(jaw))
+        out["jaw"][:frames] = jaw[:frames]
+        mouth = expr[:frames].any(0)  # the channels the mouth model sets
+        out["expr"][:frames, mouth] = expr[:frames, mouth]
         return out

@@ -24,9 +24,9 @@ from datasets.loader import iter_samples
 from datasets.schema import SAMPLE_RATE
 from foundation.audio.encoder import AudioEncoder
 from foundation.audio.features import FeatureConfig, log_mel
-from foundation.evaluation.metrics import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, eer, eer_bootstrap,
-                                           lip_vertex_error,
-                                           mean_vertex_error, resemblyzer_embeddings, verification_trials)
+from foundation.evaluation.metrics import (PARAM_KEYS, EnergyJawBaseline, MeanFaceBaseline, PhonesKnownReference,
+                                           eer, eer_bootstrap, lip_vertex_error, mean_vertex_error,
+                                           resemblyzer_embeddings, verification_trials)
 from foundation.head import FaceParams, default_head_model
 from foundation.models import load_animator, load_audio_encoder, speech_to_face
 from foundation.training.config import Kind
@@ -113,7 +113,7 @@ def _params(mm: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -> dict:
     """LVE and mean vertex error (mm) of the animator (None: the default release's) and both baselines on held-out
-    clips."""
+    clips; also of `PhonesKnownReference` (the floor, not a competitor) when every held-out clip has its phones."""
     model = load_animator(model_url)
     head = default_head_model()
     train = [s for s in iter_samples(train_url, MAX_CLIPS) if s.mm is not None]
@@ -124,8 +124,9 @@ def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -
     baselines = {"mean_face": MeanFaceBaseline().fit(train_params),
                  "energy_jaw": EnergyJawBaseline().fit([s.wav for s in train], train_params)}
 
-    errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []}
-                                                 for n in ("animator", *baselines, "animator_own_pose")}
+    phones_known = PhonesKnownReference().fit(train_params) if all(s.meta.get("phones") for s in heldout) else None
+    names = ("animator", *baselines, "animator_own_pose") + (("phones_known",) if phones_known else ())
+    errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []} for n in names}
     for sample in heldout:
         out = speech_to_face(model.encoder, model.animator, *_mel(sample.wav, model.features))
         pred = {k: v[0].numpy() for k, v in out.items()}
@@ -140,6 +141,8 @@ def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -
 
         true_verts = verts(truth)
         predictions = {"animator": pred, **{n: b.predict(sample.wav, frames) for n, b in baselines.items()}}
+        if phones_known:
+            predictions["phones_known"] = phones_known.predict(sample.wav, sample.meta["phones"], frames)
         true_pose = {k: truth[k] for k in ("neck", "rot", "trans")}
         predictions = {name: {**params, **true_pose} for name, params in predictions.items()}
         predictions["animator_own_pose"] = pred

@@ -26,6 +26,12 @@ FPS = 25
 JAW_OPEN_RAD = 0.35
 """Jaw angle at which the jawOpen blendshape reaches 1 (radians)."""
 
+ARTICULATION = (0.8, 1.2)
+"""Range of a clip's articulation (drawn uniformly): the factor on its mouth shapes and jaw angle."""
+
+SMILE = (0.0, 0.25)
+"""Range of a clip's baseline mouthSmile weight (drawn uniformly)."""
+
 
 @dataclass(frozen=True)
 class Motion:
@@ -76,9 +82,9 @@ def synthesize_motion(
     frames = max(1, math.ceil(duration_s * FPS - 1e-9))
     frame_times = np.arange(frames) / FPS
     style = _Style(
-        articulation=rng.uniform(0.8, 1.2),
+        articulation=rng.uniform(*ARTICULATION),
         expressiveness=rng.uniform(0.3, 0.9),
-        smile=rng.uniform(0.0, 0.25),
+        smile=rng.uniform(*SMILE),
         blinks_per_min=rng.uniform(15.0, 20.0),
         head_rad=np.deg2rad(rng.uniform(1.0, 3.0)),
         sway_m=rng.uniform(0.002, 0.006),
@@ -86,15 +92,10 @@ def synthesize_motion(
     loudness = _loudness(wav, sample_rate, frame_times)
 
     if phonemes is not None:
-        jaw_angle, expr = coarticulate(*keyframes(phonemes, duration_s), frame_times)
-        # Louder syllables open wider; quiet ones are mumbled.
-        jaw_angle = jaw_angle * (0.8 + 0.3 * np.clip(loudness, 0.0, 1.5))
+        jaw_angle, expr = _mouth_from_phones(phonemes, loudness, duration_s, frame_times)
     else:
         jaw_angle, expr = _mouth_from_loudness(loudness, frame_times, rng)
-    jaw_angle = np.clip(jaw_angle * style.articulation, 0.0, 0.45)
-    expr = expr * style.articulation
-
-    expr[:, expression_indices("jawOpen")[0]] = jaw_angle / JAW_OPEN_RAD
+    jaw_angle, expr = _articulate(jaw_angle, expr, style.articulation)
     expr[:, expression_indices("mouthSmile")] += style.smile * (1.0 + 0.3 * _drift(rng, frame_times, 0.1, 2))[:, None]
     expr[:, expression_indices("cheekSquint")] += 0.4 * style.smile
     expr[:, expression_indices("eyeBlink")] = _blinks(rng, frame_times, style.blinks_per_min)[:, None]
@@ -127,6 +128,46 @@ def synthesize_motion(
         rot=rot.astype(np.float32),
         trans=trans.astype(np.float32),
     )
+
+
+def average_speaker_mouth(
+    wav: np.ndarray, phonemes: list[tuple[str, float, float]], sample_rate: int = 16000
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mouth `synthesize_motion` gives these exact phones when the speaker's style is the average one.
+
+    Mean articulation and mean smile, none of the random parts (smile drift, sideways jaw). Returns jaw
+    [F, 3] (axis-angle radians) and expr [F, 52] with only the mouth's channels set (jawOpen, the viseme
+    shapes, mouthSmile, cheekSquint). What a perfect phone recogniser would predict without knowing the
+    speaker: the evaluation's floor for audio-only animators (`foundation.evaluation`).
+    """
+    wav = np.asarray(wav, np.float32)
+    duration_s = len(wav) / sample_rate
+    frame_times = np.arange(max(1, math.ceil(duration_s * FPS - 1e-9))) / FPS
+    loudness = _loudness(wav, sample_rate, frame_times)
+    jaw_angle, expr = _articulate(*_mouth_from_phones(phonemes, loudness, duration_s, frame_times),
+                                  float(np.mean(ARTICULATION)))
+    expr[:, expression_indices("mouthSmile")] += float(np.mean(SMILE))
+    expr[:, expression_indices("cheekSquint")] += 0.4 * float(np.mean(SMILE))
+    jaw = np.zeros((len(frame_times), 3), np.float32)
+    jaw[:, 0] = jaw_angle
+    return jaw, np.clip(expr, 0.0, 1.0).astype(np.float32)
+
+
+def _mouth_from_phones(
+    phonemes: list[tuple[str, float, float]], loudness: np.ndarray, duration_s: float, frame_times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Jaw [F] and mouth shapes [F, 52] from phone timings through `visemes` (before articulation)."""
+    jaw_angle, expr = coarticulate(*keyframes(phonemes, duration_s), frame_times)
+    # Louder syllables open wider; quiet ones are mumbled.
+    return jaw_angle * (0.8 + 0.3 * np.clip(loudness, 0.0, 1.5)), expr
+
+
+def _articulate(jaw_angle: np.ndarray, expr: np.ndarray, articulation: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scale jaw [F] and mouth shapes [F, 52] by the speaker's articulation; jawOpen follows the jaw."""
+    jaw_angle = np.clip(jaw_angle * articulation, 0.0, 0.45)
+    expr = expr * articulation
+    expr[:, expression_indices("jawOpen")[0]] = jaw_angle / JAW_OPEN_RAD
+    return jaw_angle, expr
 
 
 def _loudness(wav: np.ndarray, sample_rate: int, frame_times: np.ndarray) -> np.ndarray:

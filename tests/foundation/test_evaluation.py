@@ -1,11 +1,13 @@
-"""Evaluation metrics and baselines: EER, verification trials, vertex errors, resemblyzer, mean and energy baselines."""
+"""Evaluation metrics and baselines: EER, verification trials, vertex errors, resemblyzer, mean and energy baselines,
+the phones-known reference."""
 
 import numpy as np
 import pytest
 
 from datasets.errors import ReplicaError
-from foundation.evaluation import (EnergyJawBaseline, MeanFaceBaseline, eer, eer_bootstrap, frame_log_energy,
-                                   lip_vertex_error, mean_vertex_error, resemblyzer_embeddings, verification_trials)
+from foundation.evaluation import (EnergyJawBaseline, MeanFaceBaseline, PhonesKnownReference, eer, eer_bootstrap,
+                                   frame_log_energy, lip_vertex_error, mean_vertex_error, resemblyzer_embeddings,
+                                   verification_trials)
 from datasets.schema import EXPRESSION_NAMES
 from foundation.tts import synthesize
 
@@ -125,3 +127,24 @@ def test_resemblyzer_puts_one_voice_closer_to_itself_than_to_another_voice():
     same = [sim[0, 1], sim[2, 3]]
     different = [sim[0, 2], sim[0, 3], sim[1, 2], sim[1, 3]]
     assert min(same) > max(different) + 0.1
+
+
+def test_phones_known_reference_is_the_worlds_mouth_for_those_phones_at_the_average_style():
+    from foundation.world.motion import ARTICULATION, synthesize_motion
+
+    speech = synthesize("Maybe we should open the window.", "espeak:en-us+f3")
+    _, params = speaking_clips(2, 10)
+    for seed in range(3):
+        truth = synthesize_motion(speech.wav, speech.phonemes, np.random.default_rng(seed))
+        articulation = np.random.default_rng(seed).uniform(*ARTICULATION)  # the clip's first style draw
+        frames = len(truth.jaw)
+        out = PhonesKnownReference().fit(params).predict(speech.wav, speech.phonemes, frames)
+        assert all(out[k].shape == (frames, 3) for k in ("jaw", "neck", "rot", "trans")) and out["expr"].shape == (frames, 52)
+        reference_jaw, true_jaw = out["jaw"][:, 0], truth.jaw[:, 0]
+        assert true_jaw.max() > 0.1  # the sentence opens the mouth
+        open_ = (true_jaw > 0.02) & (true_jaw < 0.44) & (reference_jaw < 0.44)  # neither clipped at the jaw's limit
+        assert open_.sum() > 10
+        # the same mouth, scaled by this speaker's articulation instead of the average one (1.0)
+        assert np.allclose(reference_jaw[open_] * articulation, true_jaw[open_], rtol=1e-4, atol=1e-6)
+        assert np.allclose(out["expr"][:, JAW_OPEN], reference_jaw / 0.35, atol=1e-5)
+        assert np.allclose(out["neck"], MeanFaceBaseline().fit(params).predict(None, frames)["neck"])
