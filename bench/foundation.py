@@ -131,7 +131,8 @@ def part_reproduction(release: dict[str, str], retrained_folder: str, data: dict
     seeds = {}
     for name, folder in (("shipped", RELEASE_DIR), ("retrained", retrained_folder)):
         config = release_info(folder)["config"]
-        seeds[name] = {"train.seed": config["train"]["seed"], "loader.seed": config["loader"]["seed"]}
+        seeds[name] = {"train.seed": config["train"]["seed"], "loader.seed": config["loader"]["seed"],
+                       "release_version": release_info(folder)["version"]}
     reports = {}
     for name, models in builds.items():
         started = time.perf_counter()
@@ -159,15 +160,15 @@ def part_ablation(run: str, data: dict[str, str], steps: int, config: str) -> di
         cfg = load_config(config, overrides + [f"train.steps={steps}", f"train.eval_every={steps}",
                                                f"train.checkpoint_every={steps}"])
         out = storage.join(run, "ablation", name)
-        started = time.perf_counter()
         if not storage.exists(storage.join(out, "model.pt")):
             pretrain("audio", cfg, data["audio_mix"], out)
-        seconds = time.perf_counter() - started
+        summary = storage.read_json(storage.join(out, "train_summary.json"))
         real = evaluate_audio(storage.join(out, "model.pt"), data["real_heldout"], window_s=RELEASE_WINDOW_S)
         tts = evaluate_audio(storage.join(out, "model.pt"), data["tts_heldout"], window_s=RELEASE_WINDOW_S)
-        rows[name] = {"overrides": overrides, "steps": steps, "train_s": round(seconds, 1),
-                      "eer_real_heldout": real["eer"], "eer_resemblyzer_real_heldout": real["eer_resemblyzer"],
-                      "eer_tts_heldout": tts["eer"]}
+        rows[name] = {"overrides": overrides, "steps": steps, "train_s": summary["seconds"],
+                      "eer_real_heldout": real["eer"], "eer_real_heldout_ci95": real["eer_ci95"],
+                      "eer_resemblyzer_real_heldout": real["eer_resemblyzer"],
+                      "eer_tts_heldout": tts["eer"], "eer_tts_heldout_ci95": tts["eer_ci95"]}
         print(name, json.dumps(rows[name]), flush=True)
     return rows
 
