@@ -130,9 +130,9 @@ def part_reproduction(release: dict[str, str], retrained_folder: str, data: dict
                                                 for kind in ("audio", "animator")}}
     seeds = {}
     for name, folder in (("shipped", RELEASE_DIR), ("retrained", retrained_folder)):
-        config = release_info(folder)["config"]
-        seeds[name] = {"train.seed": config["train"]["seed"], "loader.seed": config["loader"]["seed"],
-                       "release_version": release_info(folder)["version"]}
+        info = release_info(folder)
+        seeds[name] = {"train.seed": info["config"]["train"]["seed"], "loader.seed": info["config"]["loader"]["seed"],
+                       "release_version": info["version"]}
     reports = {}
     for name, models in builds.items():
         started = time.perf_counter()

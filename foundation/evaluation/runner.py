@@ -125,7 +125,7 @@ def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -
                  "energy_jaw": EnergyJawBaseline().fit([s.wav for s in train], train_params)}
 
     phones_known = PhonesKnownReference().fit(train_params) if all(s.meta.get("phones") for s in heldout) else None
-    names = ("animator", *baselines, "animator_own_pose") + (("phones_known",) if phones_known else ())
+    names = ("animator", *baselines, "animator_own_pose") + (("phones_known",) if phones_known is not None else ())
     errors: dict[str, dict[str, list[float]]] = {n: {"lve": [], "mve": []} for n in names}
     for sample in heldout:
         out = speech_to_face(model.encoder, model.animator, *_mel(sample.wav, model.features))
@@ -141,7 +141,7 @@ def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -
 
         true_verts = verts(truth)
         predictions = {"animator": pred, **{n: b.predict(sample.wav, frames) for n, b in baselines.items()}}
-        if phones_known:
+        if phones_known is not None:
             predictions["phones_known"] = phones_known.predict(sample.wav, sample.meta["phones"], frames)
         true_pose = {k: truth[k] for k in ("neck", "rot", "trans")}
         predictions = {name: {**params, **true_pose} for name, params in predictions.items()}
