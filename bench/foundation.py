@@ -14,6 +14,9 @@ Parts (`--parts`, each keeps the others' numbers already in the JSON):
   the same data and trials: the spread of each headline number over two seeds.
 - `ablation`: what each speaker-objective term buys: short audio-encoder runs on the recipe's data with one term
   (or the augmentation) removed, each scored on the held-out real speakers.
+- `viseme`: what the animator's viseme term (`animator_loss.viseme`) buys: the recipe's animator step (same data,
+  steps, learning rate, seed, and the installed release's audio encoder as its start) at each weight of
+  `--viseme-weights`, scored on the held-out real-speech and TTS clips beside the installed animator.
 
 Run after `replica release build` (its run folder holds the data):
     .venv/bin/python bench/foundation.py [--run runs/release] [--release foundation/release] [--parts eval,voice]
@@ -173,12 +176,44 @@ def part_ablation(run: str, data: dict[str, str], steps: int, config: str) -> di
     return rows
 
 
+def part_viseme(run: str, release: dict[str, str], data: dict[str, str], weights: list[float], config: str) -> dict:
+    from cluster.pretrain import pretrain
+    from foundation.evaluation import evaluate_animator
+    from launch.config import load_config
+
+    def scores(url: str) -> dict:
+        out = {}
+        for split, heldout in (("real_heldout", "faces_heldout"), ("tts_heldout", "tts_heldout")):
+            row = evaluate_animator(url, data[heldout], data["animator_mix"])
+            out[split] = {"lve_mm": row["lve_mm/animator"], "lve_ratio_energy_jaw":
+                          row["lve_mm/energy_jaw"] / max(row["lve_mm/animator"], 1e-9),
+                          "lve_mm_phones_known": row.get("lve_mm/phones_known")}
+        return out
+
+    rows = {"installed": {"viseme": 0.0, **scores(release["animator"])}}
+    for weight in weights:
+        base = load_config(config)
+        cfg = load_config(config, [f"animator_loss.viseme={weight}", f"train.steps={base.release.animator_steps or base.train.steps}",
+                                   f"train.lr={base.release.animator_lr or base.train.lr}"])
+        out = storage.join(run, "viseme", f"w{weight:g}")
+        if not storage.exists(storage.join(out, "model.pt")):
+            pretrain("animator", cfg, data["animator_mix"], out, init_from=release["audio"])
+        summary = storage.read_json(storage.join(out, "train_summary.json"))
+        rows[f"viseme={weight:g}"] = {"viseme": weight, "train_s": summary["seconds"],
+                                      "final_viseme_acc": summary["final_metrics"].get("viseme_acc"),
+                                      **scores(storage.join(out, "model.pt"))}
+        print(json.dumps(rows[f"viseme={weight:g}"]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/release", help="the `replica release build` folder (its data/)")
     parser.add_argument("--release", default=None, help="a release folder (default: the installed one)")
-    parser.add_argument("--parts", default="eval,voice", help="comma-separated: eval, voice, reproduction, ablation")
+    parser.add_argument("--parts", default="eval,voice",
+                        help="comma-separated: eval, voice, reproduction, ablation, viseme")
     parser.add_argument("--ablation-steps", type=int, default=600)
+    parser.add_argument("--viseme-weights", default="0.03,0.3", help="for --parts viseme: comma-separated weights")
     parser.add_argument("--retrained", default=None, help="for --parts reproduction: a second release build's "
                                                            "release/ folder (same recipe, other seeds)")
     parser.add_argument("--config", default="default")
@@ -204,8 +239,11 @@ def main() -> None:
             results["reproduction"] = part_reproduction(release, args.retrained, data)
         elif part == "ablation":
             results["ablation"] = part_ablation(args.run, data, args.ablation_steps, args.config)
+        elif part == "viseme":
+            weights = [float(w) for w in args.viseme_weights.split(",")]
+            results["viseme"] = part_viseme(args.run, release, data, weights, args.config)
         else:
-            sys.exit(f"--parts {part}: expected eval, voice, reproduction or ablation")
+            sys.exit(f"--parts {part}: expected eval, voice, reproduction, ablation or viseme")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"→ {RESULTS}")

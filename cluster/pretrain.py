@@ -53,7 +53,8 @@ def pretrain(kind: Kind, cfg, data_url: str, out_url: str, eval_url: str | None 
     job = PretrainJob(
         kind=kind, train=cfg.train, loader=cfg.loader, data_url=data_url, eval_url=eval_url, out_url=out_url,
         model=model_section(kind, data_url, features=cfg.features, audio_encoder=cfg.audio_encoder,
-                            animator=cfg.animator, audio_loss=cfg.audio_loss, augment=cfg.augment),
+                            animator=cfg.animator, audio_loss=cfg.audio_loss, augment=cfg.augment,
+                            animator_loss=cfg.animator_loss),
         device=resolved.device, precision=resolved.precision, wandb_mode=wandb_mode(cfg.train.wandb.mode),
         init_from=init_from)
     init_ray(cfg.runtime)

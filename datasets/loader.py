@@ -108,8 +108,9 @@ def iter_tar_samples(url: str, counters: dict) -> Iterator[dict]:
 def crop_sample(sample: Sample, window_s: float, offset_s: float) -> dict:
     """Cut a fixed window from a sample, zero-padding past its end.
 
-    Returns wav [T] (T = window_s·16 kHz), wav_len (valid samples), frames_len (valid frames) and,
-    when present, lmk [F, 478, 3] and mm arrays [F, D] (F = window_s·25), edge-padded.
+    Returns wav [T] (T = window_s·16 kHz), wav_len (valid samples), frames_len (valid frames), start_frame
+    (the window's first frame in the sample) and, when present, lmk [F, 478, 3] and mm arrays [F, D]
+    (F = window_s·25), edge-padded.
     """
     n_wav, n_frames = int(round(window_s * SAMPLE_RATE)), int(round(window_s * FPS))
     start_frame = int(round(offset_s * FPS))
@@ -117,7 +118,7 @@ def crop_sample(sample: Sample, window_s: float, offset_s: float) -> dict:
     wav = sample.wav[start:start + n_wav]
     out = {"wav": np.pad(wav, (0, n_wav - len(wav))), "wav_len": len(wav)}
     frames_len = min(n_frames, max(sample.num_frames - start_frame, 0))
-    out["frames_len"] = frames_len
+    out["frames_len"], out["start_frame"] = frames_len, start_frame
 
     def frames(arr: np.ndarray) -> np.ndarray:
         cut = arr[start_frame:start_frame + n_frames]
@@ -147,13 +148,15 @@ def item_seed(seed: int, round_: int, stream: int, position: int) -> int:
 def collate(items: list[dict], samples: list[Sample]) -> dict:
     """Stack cropped samples into a batch; lmk/mm only when every sample has them.
 
-    `item_seed` [B] int64 is each item's `item_seed` (0 when the item has none).
+    `item_seed` [B] int64 is each item's `item_seed` (0 when the item has none); `start_frame` [B] where each
+    window starts in its sample (frames), to place per-sample timings such as `meta["phones"]` in it.
     """
     batch = {
         "wav": torch.from_numpy(np.stack([it["wav"] for it in items])),
         "wav_len": torch.tensor([it["wav_len"] for it in items]),
         "frames_len": torch.tensor([it["frames_len"] for it in items]),
         "item_seed": torch.tensor([it.get("item_seed", 0) for it in items], dtype=torch.int64),
+        "start_frame": torch.tensor([it.get("start_frame", 0) for it in items]),
         "keys": [s.key for s in samples],
         "speaker": [str(s.meta.get("speaker")) for s in samples],
         "meta": [s.meta for s in samples],

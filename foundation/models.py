@@ -182,5 +182,11 @@ def speech_to_face(encoder: AudioEncoder, animator: Animator, mel: torch.Tensor,
     Returns the animator's dict: expr [B, N/4, 52] in [0, 1]; jaw, neck, rot [B, N/4, 3] axis-angle
     radians; trans [B, N/4, 3] metres.
     """
+    return speech_to_face_and_latent(encoder, animator, mel, mel_len)[0]
+
+
+def speech_to_face_and_latent(encoder: AudioEncoder, animator: Animator, mel: torch.Tensor,
+                              mel_len: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """`speech_to_face`'s parameters and the encoder latents [B, N/4, D] the animator read (for training terms)."""
     audio = encoder(mel, mel_len)
-    return animator(audio.latent, audio.embedding if animator.cfg.style_dim else None)
+    return animator(audio.latent, audio.embedding if animator.cfg.style_dim else None), audio.latent

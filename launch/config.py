@@ -27,6 +27,7 @@ from foundation.world.world import SynthConfig
 from foundation.animation.model import AnimatorConfig
 from foundation.audio.augment import AugmentConfig
 from foundation.audio.encoder import AudioEncoderConfig
+from foundation.animation.losses import AnimationLossConfig
 from foundation.audio.losses import AudioLossConfig
 from foundation.audio.features import FeatureConfig
 from foundation.training.config import TrainConfig
@@ -87,6 +88,8 @@ class ReplicaConfig(Section):
     """Seeded degradations of training audio in the loader (speed, formants, rooms, noise, phone, codecs, level)."""
     animator: AnimatorConfig = AnimatorConfig()
     """Animator sizes."""
+    animator_loss: AnimationLossConfig = AnimationLossConfig()
+    """Weights of the animator's loss terms (coefficients, vertices, velocity, visemes)."""
     avatar: AvatarConfig = AvatarConfig()
     """Gaussian avatar: size, SH degree, Gaussian budget, schedule, loss weights, densification."""
     refine: RefineConfig = RefineConfig()

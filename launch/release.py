@@ -37,7 +37,7 @@ from datasets.errors import ReplicaError
 RELEASE_VERSION = "0.3.0"
 """Version of the release this recipe builds (bump when the recipe or its data change)."""
 RECIPE_SECTIONS = ("ingest", "corpora", "synth", "loader", "features", "train", "audio_encoder", "audio_loss",
-                   "augment", "animator", "release")
+                   "augment", "animator", "animator_loss", "release")
 """The config sections the release's data, training and evaluation read: changing one of them changes what the
 recipe would train. The rest (storage, runtime, replica creation, rendering, serving) are recorded in
 `release.json` too but do not touch the weights."""

@@ -9,6 +9,9 @@
   what viewers judge and the lips are a few percent of the mesh;
 - **velocity**: the same errors on first differences over time (frame f+1 minus f), which
   penalises jitter and late or sluggish mouths that per-frame errors average away.
+
+`viseme` weighs one more term the objective adds (`foundation.training.AnimatorObjective`): cross-entropy of
+the viseme class spoken at each frame, read from the audio encoder's latents, for clips whose phones are known.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ class AnimationLossConfig(Section):
     """How much more a lip vertex counts than any other vertex."""
     velocity: float = Field(0.5, ge=0)
     """Weight of the velocity terms (coefficients and vertices), relative to the per-frame ones."""
+    viseme: float = Field(0.0, ge=0)
+    """Weight of the viseme term: a linear head on the audio encoder's latents (pooled to the frame rate) is
+    asked which viseme class each frame speaks (`foundation.world.visemes.frame_classes` of the clip's
+    `meta["phones"]`), so the fine-tuned encoder must hear phones, not only what moves the mouth on average.
+    Frames of clips without phones do not count; 0 (default) builds no head."""
 
 
 def frame_mask(frames_len: torch.Tensor, n_frames: int) -> torch.Tensor:

@@ -8,18 +8,22 @@ that loads without DeepSpeed or Ray.
 - `AudioObjective`: `AudioEncoder` + AAM-softmax speaker loss + CPC content loss + distillation to
   resemblyzer's embedding (weights in `AudioLossConfig`); its training windows are augmented.
 - `AnimatorObjective`: a pre-trained `AudioEncoder` feeding an `Animator`, with coefficient,
-  mouth-weighted vertex and velocity losses against the head-model parameters in `mm.npz`. The
+  mouth-weighted vertex and velocity losses against the head-model parameters in `mm.npz`, and
+  optionally a viseme-classification term on the encoder's latents (`AnimationLossConfig.viseme`). The
   encoder is fine-tuned with the animator by default (`animator.finetune_encoder`), frozen otherwise.
   It starts from an audio export (a fresh animator) or from an animator export (both its weights).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from datasets.errors import ReplicaError
 from datasets.loader import dataset_speakers, iter_samples
+from datasets.schema import FPS
 from foundation.animation.losses import AnimationLossConfig, animation_loss
 from foundation.animation.model import POSE_KEYS, Animator, AnimatorConfig
 from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
@@ -29,8 +33,9 @@ from foundation.audio.losses import AAMSoftmax, AudioLossConfig, CPCLoss, distil
 from foundation.audio.teacher import TEACHER_DIM
 from foundation.evaluation.metrics import PARAM_KEYS, MeanFaceBaseline
 from foundation.head import default_head_model
-from foundation.models import animator_export, audio_export, load_animator_start, speech_to_face
+from foundation.models import animator_export, audio_export, load_animator_start, speech_to_face_and_latent
 from foundation.training.config import Kind
+from foundation.world.visemes import VISEMES, frame_classes
 
 ANIMATOR_TRAINING_FIELDS = ("finetune_encoder", "dropout")
 """Animator settings a run may change when it starts from a pre-trained animator (the rest is its architecture)."""
@@ -137,6 +142,8 @@ class AnimatorObjective(nn.Module):
         self.encoder = encoder.requires_grad_(self.animator.cfg.finetune_encoder)
         self.loss_cfg = loss or AnimationLossConfig()
         self.head = default_head_model()  # poses predicted and true parameters for the vertex loss
+        # Training-only, like the audio objective's speaker classifier: never exported.
+        self.viseme_head = nn.Linear(encoder.cfg.dim, len(VISEMES)) if self.loss_cfg.viseme > 0 else None
 
     @staticmethod
     def _check_fits(animator: AnimatorConfig, encoder: AudioEncoder, url: str) -> None:
@@ -163,9 +170,13 @@ class AnimatorObjective(nn.Module):
 
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
         """Face parameters for the batch's audio, cut to its parameter frames: expr [B, F, 52], poses [B, F, 3]."""
-        pred = speech_to_face(self.encoder, self.animator, batch["mel"], batch["mel_len"])
+        return self._predict(batch)[0]
+
+    def _predict(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The face parameters (as `predict`) and the encoder's latents [B, F, D] they came from."""
+        pred, latent = speech_to_face_and_latent(self.encoder, self.animator, batch["mel"], batch["mel_len"])
         frames = batch["mm"]["expr"].shape[1]
-        return {k: v[:, :frames] for k, v in pred.items()}
+        return {k: v[:, :frames] for k, v in pred.items()}, latent[:, :frames]
 
     def _targets(self, batch: dict) -> dict[str, torch.Tensor]:
         if "mm" not in batch:
@@ -173,7 +184,18 @@ class AnimatorObjective(nn.Module):
         return {k: batch["mm"][k] for k in ("expr", *POSE_KEYS, "shape") if k in batch["mm"]}
 
     def _terms(self, batch: dict) -> dict[str, torch.Tensor]:
-        return animation_loss(self.predict(batch), self._targets(batch), batch["frames_len"], self.loss_cfg, self.head)
+        pred, latent = self._predict(batch)
+        terms = animation_loss(pred, self._targets(batch), batch["frames_len"], self.loss_cfg, self.head)
+        if self.viseme_head is not None:
+            labels = viseme_labels(batch, latent.shape[1]).to(latent.device)
+            logits = self.viseme_head(latent).float()
+            known = labels >= 0
+            # A batch without known phones still runs the head (a zero term), so every rank's gradients match.
+            ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-1, reduction="sum")
+            terms["viseme"] = ce / known.sum().clamp_min(1)
+            terms["viseme_acc"] = ((logits.argmax(-1) == labels) & known).sum() / known.sum().clamp_min(1)
+            terms["total"] = terms["total"] + self.loss_cfg.viseme * terms["viseme"]
+        return terms
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         terms = self._terms(batch)
@@ -188,13 +210,26 @@ class AnimatorObjective(nn.Module):
         return animator_export(self.animator, self.encoder, self.features, self.init_from)
 
 
+def viseme_labels(batch: dict, n_frames: int) -> torch.Tensor:
+    """[B, F] int64 viseme class per parameter frame of each window (`frame_classes` of its `meta["phones"]`,
+    shifted by the window's `start_frame`); -1 on padding frames and for clips without phones."""
+    labels = np.full((len(batch["keys"]), n_frames), -1, np.int64)
+    for row, (meta, start, valid) in enumerate(zip(batch["meta"], batch["start_frame"].tolist(),
+                                                   batch["frames_len"].tolist())):
+        if meta.get("phones") and valid > 0:
+            times = (start + np.arange(valid)) / FPS
+            phones = [(str(p), float(a), float(b)) for p, a, b in meta["phones"]]
+            labels[row, :valid] = frame_classes(phones, float(times[-1]) + 1 / FPS, times)
+    return torch.from_numpy(labels)
+
+
 MEAN_FACE_CLIPS = 200
 """Training clips whose parameters are averaged for the animator's starting output."""
 
 
 def model_section(kind: Kind, data_url: str, *, features: FeatureConfig, audio_encoder: AudioEncoderConfig,
                   animator: AnimatorConfig, audio_loss: AudioLossConfig | None = None,
-                  augment: AugmentConfig | None = None) -> dict:
+                  augment: AugmentConfig | None = None, animator_loss: AnimationLossConfig | None = None) -> dict:
     """The serialised model section `build_objective` reads (`PretrainJob.model`), with what it needs of the
     training data at `data_url`: its speaker names (the audio objective's classes), or the mean face
     parameters of its first `MEAN_FACE_CLIPS` clips (where a fresh animator starts). The augmentation
@@ -209,7 +244,8 @@ def model_section(kind: Kind, data_url: str, *, features: FeatureConfig, audio_e
     if not clips:
         raise ReplicaError(data_url, "no samples with head-model parameters (mm.npz) to train an animator on")
     mean = MeanFaceBaseline().fit(clips).mean
-    return {"animator": animator.model_dump(mode="json"), "mean_face": {k: v.tolist() for k, v in mean.items()}, **extra}
+    return {"animator": animator.model_dump(mode="json"), "mean_face": {k: v.tolist() for k, v in mean.items()},
+            "loss": (animator_loss or AnimationLossConfig()).model_dump(mode="json"), **extra}
 
 
 def build_objective(kind: Kind, model: dict, init_from: str | None = None) -> nn.Module:
@@ -231,5 +267,5 @@ def build_objective(kind: Kind, model: dict, init_from: str | None = None) -> nn
                                "needs --init-from URL (a pre-trained audio encoder's or animator's model.pt)")
         mean_face = {k: torch.tensor(v) for k, v in model["mean_face"].items()}
         return AnimatorObjective(AnimatorConfig.model_validate(model["animator"]), init_from, mean_face,
-                                 augment=augment)
+                                 AnimationLossConfig.model_validate(model.get("loss") or {}), augment)
     raise ReplicaError(f"model kind {kind!r}", "expected audio or animator")

@@ -170,3 +170,16 @@ def coarticulate(
         jaw[first : first + block] = weight @ _JAW[classes[lo:hi]]
         shapes[first : first + block] = weight @ _SHAPES[classes[lo:hi]]
     return jaw, shapes
+
+
+
+def frame_classes(phonemes: list[tuple[str, float, float]], duration_s: float, frame_times: np.ndarray) -> np.ndarray:
+    """The viseme class spoken at each frame's time: the keyframe (`keyframes`) whose span holds it.
+
+    A hard label per frame for training what the mouth is saying: `frame_times` [F] seconds → [F] int64 indices
+    into `VISEMES` (silence between phones; a glide's first class in its first half). The mouth itself blends
+    neighbouring keyframes (`coarticulate`).
+    """
+    times, spans, classes = keyframes(phonemes, duration_s)
+    starts = times - spans / 2
+    return classes[np.clip(np.searchsorted(starts, frame_times, side="right") - 1, 0, len(classes) - 1)]

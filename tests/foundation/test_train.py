@@ -106,6 +106,63 @@ def test_animator_can_start_from_a_pretrained_animator_and_keeps_both_its_models
     assert load_exported(animator_url)["config"]["init_from"] == audio_url
 
 
+@pytest.fixture(scope="module")
+def phones_dataset(tmp_path_factory) -> str:
+    """8 two-second clips: six say "p a" over and over (0.2 s each phone, from 0.02 s), two carry no phones."""
+    url = str(tmp_path_factory.mktemp("phones") / "data")
+    pattern = [["p" if i % 2 == 0 else "a", round(0.02 + 0.2 * i, 2), round(0.22 + 0.2 * i, 2)] for i in range(9)]
+
+    def samples():
+        for i in range(8):
+            sample = toy_sample(f"p{i:03d}", 2.0, speaker=f"s{i % 2}", seed=i)
+            if i < 6:
+                sample.meta["phones"] = pattern
+            yield sample
+    write_dataset(url, samples(), max_count=8)
+    return url
+
+
+def test_the_viseme_term_reads_each_windows_own_phones_and_trains(phones_dataset, tmp_path):
+    from foundation.animation import AnimationLossConfig
+    from foundation.training.objectives import viseme_labels
+    from foundation.world.visemes import VISEMES
+
+    cfg = config()
+    audio_url = str(tmp_path / "audio.pt")
+    save_export(tiny_audio_objective().export(), audio_url)
+    section = model_section("animator", phones_dataset, features=cfg.features, audio_encoder=cfg.audio_encoder,
+                            animator=cfg.animator, animator_loss=AnimationLossConfig(viseme=1.0))
+    objective = build_objective("animator", section, init_from=audio_url)
+    loader = ShardLoader(phones_dataset, LoaderConfig(batch_size=8, window_s=1.0, num_workers=0, shuffle_buffer=1),
+                         transform=objective.transform(train=False))
+    batch = next(iter(loader))
+    labels = viseme_labels(batch, 25)
+    assert len(set(batch["start_frame"].tolist())) > 1  # windows start at different points of their clips
+    for row, (meta, start) in enumerate(zip(batch["meta"], batch["start_frame"].tolist())):
+        if not meta.get("phones"):
+            assert (labels[row] == -1).all()
+            continue
+        times = (start + np.arange(25)) / 25  # every phone boundary falls half-way between two frames
+        spoken = ["silence" if t < 0.02 else "bilabial" if int((t - 0.02) / 0.2) % 2 == 0 else "open" for t in times]
+        assert [VISEMES[c] for c in labels[row]] == spoken
+
+    with torch.no_grad():
+        start = objective.eval_sums(batch)["viseme"][0]
+    optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
+    for _ in range(15):
+        loss, metrics = objective(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        end = objective.eval_sums(batch)["viseme"][0]
+    assert {"viseme", "viseme_acc"} <= set(metrics) and end < 0.5 * start
+    assert not any(k.startswith("viseme") for k in objective.export()["state_dict"])  # training-only head
+
+    plain = build_objective("animator", animator_section(phones_dataset), init_from=audio_url)
+    assert plain.viseme_head is None and "viseme" not in plain(batch)[1]
+
+
 def test_starting_an_animator_from_something_else_is_a_clear_error(toy_dataset, tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_bytes(b"not a model")

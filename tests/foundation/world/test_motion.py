@@ -9,7 +9,7 @@ import pytest
 from datasets.schema import EXPRESSION_NAMES
 from foundation.world.motion import FPS, JAW_OPEN_RAD, synthesize_motion
 from foundation.world.sentences import WORDS_PER_SECOND, make_script, make_sentence
-from foundation.world.visemes import VISEMES, phone_visemes
+from foundation.world.visemes import VISEMES, frame_classes, phone_visemes
 
 RATE = 16000
 COLUMN = {name: i for i, name in enumerate(EXPRESSION_NAMES)}
@@ -75,6 +75,14 @@ def test_ipa_and_arpabet_spellings_map_to_the_same_visemes():
     assert [VISEMES[v] for v in phone_visemes("ay1")] == ["open", "spread"]
     assert [VISEMES[v] for v in phone_visemes("aɪ")] == ["open", "spread"]
     assert phone_visemes("☃") == (VISEMES.index("velar"),)
+
+
+def test_each_frame_is_labelled_with_the_viseme_spoken_at_its_time():
+    phones = [("p", 0.20, 0.30), ("aɪ", 0.30, 0.60), ("m", 0.60, 0.62)]
+    times = np.array([0.0, 0.19, 0.21, 0.29, 0.31, 0.44, 0.46, 0.59, 0.61, 0.63, 0.9])
+    names = [VISEMES[c] for c in frame_classes(phones, 1.0, times)]
+    assert names == ["silence", "silence", "bilabial", "bilabial", "open", "open", "spread", "spread",
+                     "bilabial", "silence", "silence"]  # the diphthong glides from its first class to its second
 
 
 def test_motion_is_smooth_from_frame_to_frame():
