@@ -16,7 +16,8 @@ Parts (`--parts`, each keeps the others' numbers already in the JSON):
   (or the augmentation) removed, each scored on the held-out real speakers.
 - `viseme`: what the animator's viseme term (`animator_loss.viseme`) buys: the recipe's animator step (same data,
   steps, learning rate, seed, and the installed release's audio encoder as its start) at each weight of
-  `--viseme-weights`, scored on the held-out real-speech and TTS clips beside the installed animator.
+  `--viseme-weights`, scored on the held-out real-speech and TTS clips beside the installed animator (one entry
+  per held-out real set, named by its speaker count).
 
 Run after `replica release build` (its run folder holds the data):
     .venv/bin/python bench/foundation.py [--run runs/release] [--release foundation/release] [--parts eval,voice]
@@ -241,7 +242,10 @@ def main() -> None:
             results["ablation"] = part_ablation(args.run, data, args.ablation_steps, args.config)
         elif part == "viseme":
             weights = [float(w) for w in args.viseme_weights.split(",")]
-            results["viseme"] = part_viseme(args.run, release, data, weights, args.config)
+            speakers = len(read_manifest(data["real_heldout"]).info["speakers"])  # one entry per held-out set
+            results["viseme"] = {**results.get("viseme", {}),
+                                 f"real_heldout_{speakers}_speakers": part_viseme(args.run, release, data, weights,
+                                                                                  args.config)}
         else:
             sys.exit(f"--parts {part}: expected eval, voice, reproduction, ablation or viseme")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
