@@ -123,7 +123,8 @@ def test_demo_replica_says_a_new_sentence_and_is_served_over_http(demo):
 
 def test_demo_log_has_progress_lines_not_redraws(demo):
     assert "\r" not in demo["log"]
-    assert sum(line.startswith("avatar:") for line in demo["log"].splitlines()) <= 4
+    # at most a line per 5 s (tests/datasets/test_progress.py times that), never a line per step, however slow
+    assert sum(line.startswith("avatar:") for line in demo["log"].splitlines()) < TINY["avatar.iterations"]
 
 
 def test_data_synth_command_builds_the_dataset_under_storage_root(tmp_path):
