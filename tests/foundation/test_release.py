@@ -117,8 +117,8 @@ def real_heldout(tmp_path_factory):
     from tests.conftest import TEST_CACHE
 
     url = str(tmp_path_factory.mktemp("real") / "heldout")
-    build_corpora("all", url, CorporaConfig(cache_dir=str(TEST_CACHE / "corpora"), recognize_phones=True),
-                  split="heldout")
+    cfg = CorporaConfig(cache_dir=str(TEST_CACHE / "corpora"), recognize_phones=True, asterisk_seconds=8.0)
+    build_corpora("all", url, cfg, split="heldout")
     return url
 
 
