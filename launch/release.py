@@ -34,7 +34,7 @@ from datasets import storage
 from datasets.config import Section
 from datasets.errors import ReplicaError
 
-RELEASE_VERSION = "0.4.0"
+RELEASE_VERSION = "0.5.0"
 """Version of the release this recipe builds (bump when the recipe or its data change)."""
 RECIPE_SECTIONS = ("ingest", "corpora", "synth", "loader", "features", "train", "audio_encoder", "audio_loss",
                    "augment", "animator", "animator_loss", "release")
