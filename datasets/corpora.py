@@ -411,21 +411,28 @@ def fetch_sdist(package: str, cache_dir: str) -> tuple[str, bool]:
     return found[0], True
 
 
+def _extract_once(top: str, members: tuple[str, ...], extract: Callable[[], None]) -> str:
+    """Run `extract` unless `top` already holds exactly `members` (a marker file lists them); returns `top`."""
+    marker = os.path.join(top, ".replica-extracted")
+    wanted = sorted(members)
+    if not (os.path.isfile(marker) and open(marker).read().splitlines() == wanted):
+        extract()
+        with open(marker, "w") as f:
+            f.write("\n".join(wanted))
+    return top
+
+
 def _extract(sdist: str, package: str, members: tuple[str, ...]) -> str:
     """Extract the members under `members` prefixes next to the sdist once; returns the sdist's top folder."""
     top = sdist[:-len(".tar.gz")]  # an sdist unpacks into a folder named like itself
-    marker = os.path.join(top, ".replica-extracted")
-    wanted = sorted(members)
-    if os.path.isfile(marker) and open(marker).read().splitlines() == wanted:
-        return top
     prefix = os.path.basename(top) + "/"
-    with tarfile.open(sdist, "r:gz") as tar:
-        chosen = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix)
-                  and any(m.name[len(prefix):].startswith(p) for p in members)]
-        tar.extractall(os.path.dirname(sdist), members=chosen, filter="data")
-    with open(marker, "w") as f:
-        f.write("\n".join(wanted))
-    return top
+
+    def extract() -> None:
+        with tarfile.open(sdist, "r:gz") as tar:
+            chosen = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix)
+                      and any(m.name[len(prefix):].startswith(p) for p in members)]
+            tar.extractall(os.path.dirname(sdist), members=chosen, filter="data")
+    return _extract_once(top, members, extract)
 
 
 def fetch_deb(package: str, cache_dir: str, mirror: str) -> tuple[str, bool]:
@@ -476,17 +483,13 @@ def _extract_deb(deb: str, members: tuple[str, ...]) -> str:
     import io
 
     top = deb[:-len(".deb")]
-    marker = os.path.join(top, ".replica-extracted")
-    wanted = sorted(members)
-    if os.path.isfile(marker) and open(marker).read().splitlines() == wanted:
-        return top
-    with tarfile.open(fileobj=io.BytesIO(_deb_data(deb)), mode="r:*") as tar:
-        chosen = [m for m in tar.getmembers()
-                  if m.isfile() and any(m.name.lstrip("./").startswith(p) for p in members)]
-        tar.extractall(top, members=chosen, filter="data")
-    with open(marker, "w") as f:
-        f.write("\n".join(wanted))
-    return top
+
+    def extract() -> None:
+        with tarfile.open(fileobj=io.BytesIO(_deb_data(deb)), mode="r:*") as tar:
+            chosen = [m for m in tar.getmembers()
+                      if m.isfile() and any(m.name.lstrip("./").startswith(p) for p in members)]
+            tar.extractall(top, members=chosen, filter="data")
+    return _extract_once(top, members, extract)
 
 
 def fetch_package(package: str, members: tuple[str, ...], cfg: CorporaConfig) -> tuple[str, bool]:
