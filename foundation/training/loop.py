@@ -29,6 +29,11 @@ from foundation.training.logger import RunLogger
 from foundation.training.objectives import build_objective
 
 
+def _step_seed(seed: int, rank: int, micro_step: int) -> int:
+    """The torch seed of one micro-batch of one rank (distinct per seed, rank and micro-step)."""
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + micro_step) % 2**63
+
+
 def train_loop_per_worker(config: dict) -> None:
     """One Ray Train worker: a DeepSpeed engine over this rank's share of the shards. `config`: a `PretrainJob` dict."""
     import deepspeed
@@ -63,6 +68,9 @@ def train_loop_per_worker(config: dict) -> None:
     for batch in loader:
         if step >= job.train.steps:
             break
+        # dropout draws from the step, not from how far the process got: a run resumed after a crash replays
+        # exactly the steps it would have taken (the loader already replays the same batches)
+        torch.manual_seed(_step_seed(job.train.seed, rank, step * job.train.grad_accum + micro % job.train.grad_accum))
         batch = to_device(batch, device)
         loss, metrics = engine(batch)
         engine.backward(loss)
