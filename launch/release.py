@@ -6,8 +6,9 @@ that work on real speech without an hour of setting up:
 1. **data** — TTS speech from the voice pool (`synth`, audio + face parameters, no video; training voices
    only, one speaker label per voice), its held-out voices, the real speech corpora that ship inside
    packages (`datasets.corpora`, split by speaker into train / held-out), and real speech driving the
-   synthetic world's viseme motion (`speech-faces`: real voices with true mouth motion). Mixtures
-   (`datasets.shards.mix_datasets`) repeat the small real sets so they are drawn as often as the TTS pool.
+   synthetic world's viseme motion (`speech-faces`: real voices with true mouth motion; `animator_corpora` add
+   speakers the encoder never hears). Mixtures (`datasets.shards.mix_datasets`) list each set a configured number
+   of times, so the small real sets are drawn often enough and do not crowd out the TTS speech.
 2. **audio** — `replica pretrain audio` on TTS + real speech, augmented (`augment`), with resemblyzer
    distillation next to AAM-softmax and CPC; evaluated on the held-out real speakers.
 3. **animator** — `replica pretrain animator` from that encoder on TTS + real-speech faces.
@@ -27,7 +28,7 @@ import os
 import shutil
 import time
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from rich.console import Console
 
 from datasets import storage
@@ -54,18 +55,50 @@ class ReleaseConfig(Section):
     """TTS held-out identities (held-out voices only)."""
     corpora: list[str] = ["arctic", "librivox", "ami", "mfa", "asterisk"]
     """The shipped speech corpora (`datasets.corpora.CORPORA`) the release's real speech comes from, split by
-    speaker into train / held-out. `fillets` is left out: with it (a 0.6.0 candidate, docs/training.md) the
-    animator got better on real speech but worse on TTS speech, and the encoder's speaker EER worse."""
+    speaker into train / held-out; both models train on it and are evaluated on its held-out speakers."""
+    animator_corpora: list[str] = []
+    """More corpora whose training speakers only drive the animator's faces (the audio encoder never hears
+    them). Corpora that make faces better on real speech can make speaker verification worse: `fillets` did
+    both (docs/training.md)."""
     real_repeat: int = Field(4, ge=1)
     """How many times the real training speech is listed in the audio encoder's mixture."""
     faces_identities: int = Field(8, ge=1)
     """Made-up faces the real speech is dealt to for the animator."""
     faces_repeat: int = Field(2, ge=1)
     """How many times the real-speech faces are listed in the animator's mixture."""
+    animator_tts_repeat: int = Field(1, ge=1)
+    """How many times the TTS speech is listed in the animator's mixture (text→video speaks TTS audio, so
+    more real-speech faces should not crowd it out)."""
     animator_steps: int | None = Field(None, ge=1)
     """Animator training steps (None: train.steps)."""
     animator_lr: float | None = Field(None, gt=0)
     """Animator peak learning rate (None: train.lr)."""
+
+    @field_validator("corpora", "animator_corpora")
+    @classmethod
+    def _known_corpora(cls, value: list[str]) -> list[str]:
+        from datasets.corpora import CORPORA
+
+        unknown = [name for name in value if name not in CORPORA]
+        if unknown:
+            raise ValueError(f"unknown corpus {', '.join(unknown)} (choose from {', '.join(CORPORA)})")
+        return value
+
+
+def speech_corpora(rc: ReleaseConfig) -> dict[str, list[str]]:
+    """The corpora each real-speech dataset of the recipe is built from: the encoder's `real_train` /
+    `real_heldout`, and `faces_speech_train` (the speech driving the animator's training faces) only when
+    `animator_corpora` add speakers the encoder does not hear; otherwise the faces speak `real_train`."""
+    plan = {"real_train": rc.corpora, "real_heldout": rc.corpora}
+    if rc.animator_corpora:
+        plan["faces_speech_train"] = rc.corpora + [c for c in rc.animator_corpora if c not in rc.corpora]
+    return plan
+
+
+def mixtures(rc: ReleaseConfig, data: dict[str, str]) -> dict[str, list[tuple[str, int]]]:
+    """Each model's training mixture: (dataset URL, times listed)."""
+    return {"audio_mix": [(data["tts_train"], 1), (data["real_train"], rc.real_repeat)],
+            "animator_mix": [(data["tts_train"], rc.animator_tts_repeat), (data["faces_train"], rc.faces_repeat)]}
 
 
 def sha256_file(path: str) -> str:
@@ -91,9 +124,9 @@ def build_data(cfg, out: str, console: Console) -> dict[str, str]:
     from launch.config import with_options
 
     rc: ReleaseConfig = cfg.release
-    data = {name: storage.join(out, "data", name) for name in
-            ("tts_train", "tts_heldout", "real_train", "real_heldout", "faces_train", "faces_heldout",
-             "audio_mix", "animator_mix")}
+    corpora = speech_corpora(rc)
+    names = ["tts_train", "tts_heldout", *corpora, "faces_train", "faces_heldout", "audio_mix", "animator_mix"]
+    data = {name: storage.join(out, "data", name) for name in names}
 
     def have(name: str) -> bool:
         return storage.exists(storage.join(data[name], "manifest.json"))
@@ -107,22 +140,23 @@ def build_data(cfg, out: str, console: Console) -> dict[str, str]:
                                           voice_order="cycle")}
     for name, world in worlds.items():
         synth_dataset(world, data[name], runtime=cfg.runtime, console=console, show_progress=False)
-    for split in ("train", "heldout"):
-        if not have(f"real_{split}"):
-            build_corpora(rc.corpora, data[f"real_{split}"], cfg.corpora, split=split)
+    for name, which in corpora.items():
+        if not have(name):
+            build_corpora(which, data[name], cfg.corpora, split=name.rsplit("_", 1)[1])  # …_train / …_heldout
+    for split, speech in (("train", data.get("faces_speech_train", data["real_train"])),
+                          ("heldout", data["real_heldout"])):
         if not have(f"faces_{split}"):
             faces = with_options(cfg.synth, "synth", video=False, identities=rc.faces_identities,
                                  seed=13 if split == "train" else 14)
-            speech_faces_dataset(faces, data[f"real_{split}"], data[f"faces_{split}"], runtime=cfg.runtime,
-                                 console=console)
-    if not have("audio_mix"):
-        mix_datasets(data["audio_mix"], [(data["tts_train"], 1), (data["real_train"], rc.real_repeat)])
-    if not have("animator_mix"):
-        mix_datasets(data["animator_mix"], [(data["tts_train"], 1), (data["faces_train"], rc.faces_repeat)])
+            speech_faces_dataset(faces, speech, data[f"faces_{split}"], runtime=cfg.runtime, console=console)
+    for name, sources in mixtures(rc, data).items():
+        if not have(name):
+            mix_datasets(data[name], sources)
+    width = max(map(len, data))
     for name, url in data.items():
         manifest = read_manifest(url)
         speakers = manifest.info.get("speakers")
-        console.print(f"  {name:<14} {manifest.num_samples:5d} samples, {len(manifest.shards):3d} shards, "
+        console.print(f"  {name:<{width}} {manifest.num_samples:5d} samples, {len(manifest.shards):3d} shards, "
                       f"{len(speakers) if speakers else '?'} speakers → {url}", highlight=False)
     _done(console, t, "data ready")
     return data
@@ -177,7 +211,9 @@ def package(cfg, out: str, runs: dict[str, str], data: dict[str, str], report: d
         files[name] = {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
     save_config(cfg, folder)
     sources = {}
-    for name in ("real_train", "real_heldout"):
+    for name in ("real_train", "faces_speech_train", "real_heldout"):
+        if name not in data:
+            continue
         info = read_manifest(data[name]).info
         sources[name] = {k: info[k] for k in ("speakers", "sources", "licenses", "corpora") if k in info}
     storage.write_json(storage.join(folder, "release.json"), {

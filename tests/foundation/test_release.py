@@ -54,6 +54,23 @@ def test_a_mixture_lists_its_sources_shards_repeated_and_the_loader_reads_them(s
     assert not storage.exists(str(tmp_path / "bad" / "manifest.json"))
 
 
+def test_animator_only_corpora_drive_faces_but_stay_out_of_the_encoders_speech():
+    from launch.config import load_config
+    from launch.release import mixtures, speech_corpora
+
+    default = load_config("default").release
+    assert set(speech_corpora(default)) == {"real_train", "real_heldout"}  # faces speak the encoder's real speech
+    rc = load_config("default", ["release.animator_corpora=[fillets, arctic]", "release.animator_tts_repeat=2"]).release
+    plan = speech_corpora(rc)
+    assert plan["real_train"] == plan["real_heldout"] == default.corpora  # the encoder never hears fillets
+    assert plan["faces_speech_train"] == [*default.corpora, "fillets"]  # listed once though named twice
+    data = {n: n for n in ("tts_train", "real_train", "faces_train")}
+    assert mixtures(rc, data) == {"audio_mix": [("tts_train", 1), ("real_train", rc.real_repeat)],
+                                  "animator_mix": [("tts_train", 2), ("faces_train", rc.faces_repeat)]}
+    with pytest.raises(ReplicaError, match=r"config key release\.animator_corpora.*unknown corpus fish"):
+        load_config("default", ["release.animator_corpora=[fish]"])
+
+
 def _fake_release(folder, tmp_path):
     """A release folder made the way `launch.release.package` makes one, from two freshly initialised tiny models."""
     from foundation.animation.model import Animator
