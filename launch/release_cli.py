@@ -41,4 +41,8 @@ def show(folder: Optional[str] = typer.Argument(None, help="A built release fold
                   highlight=False)
     for name, meta in info["files"].items():
         console.print(f"  {name}: {meta['bytes'] / 2**20:.1f} MiB sha256 {meta['sha256'][:16]}…", highlight=False)
+    for name, data in info.get("data", {}).items():  # the real speech it trained and was evaluated on
+        clips = ", ".join(f"{corpus} {n}" for corpus, n in data.get("corpora", {}).items() if n)
+        console.print(f"  {name}: {len(data.get('speakers', {}))} speakers, {len(data.get('sources', []))} "
+                      f"recordings (clips: {clips})", highlight=False)
     console.print_json(json.dumps(info["eval"]))

@@ -127,6 +127,21 @@ def test_install_refuses_a_tampered_release_and_keeps_the_installed_one(tmp_path
     assert (installed / "audio.pt").read_bytes() == before
 
 
+def test_release_show_names_the_version_files_and_the_real_speech_behind_it(tmp_path):
+    from foundation.models import release_info
+    from tests.replica_cli import run_replica
+
+    info = release_info()
+    result = run_replica("release", "show", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"release {info['version']} (recipe default")
+    for name, meta in info["files"].items():
+        assert any(line.strip().startswith(f"{name}:") and meta["sha256"][:16] in line for line in lines)
+    heldout = next(line for line in lines if line.strip().startswith("real_heldout:"))
+    assert heldout.split(":", 1)[1].startswith(f" {len(HELDOUT_SPEAKERS)} speakers")
+
+
 @pytest.fixture(scope="module")
 def real_heldout(tmp_path_factory):
     """The project's held-out real speakers (never in the release's training data) as a dataset, with phones."""
