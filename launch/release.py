@@ -88,10 +88,11 @@ class ReleaseConfig(Section):
 def speech_corpora(rc: ReleaseConfig) -> dict[str, list[str]]:
     """The corpora each real-speech dataset of the recipe is built from: the encoder's `real_train` /
     `real_heldout`, and `faces_speech_train` (the speech driving the animator's training faces) only when
-    `animator_corpora` add speakers the encoder does not hear; otherwise the faces speak `real_train`."""
+    `animator_corpora` add corpora the encoder does not hear; otherwise the faces speak `real_train`."""
     plan = {"real_train": rc.corpora, "real_heldout": rc.corpora}
-    if rc.animator_corpora:
-        plan["faces_speech_train"] = rc.corpora + [c for c in rc.animator_corpora if c not in rc.corpora]
+    extra = [c for c in dict.fromkeys(rc.animator_corpora) if c not in rc.corpora]
+    if extra:
+        plan["faces_speech_train"] = rc.corpora + extra
     return plan
 
 

@@ -63,7 +63,8 @@ def test_animator_only_corpora_drive_faces_but_stay_out_of_the_encoders_speech()
     rc = load_config("default", ["release.animator_corpora=[fillets, arctic]", "release.animator_tts_repeat=2"]).release
     plan = speech_corpora(rc)
     assert plan["real_train"] == plan["real_heldout"] == default.corpora  # the encoder never hears fillets
-    assert plan["faces_speech_train"] == [*default.corpora, "fillets"]  # listed once though named twice
+    assert plan["faces_speech_train"] == [*default.corpora, "fillets"]  # arctic is there already
+    assert "faces_speech_train" not in speech_corpora(rc.model_copy(update={"animator_corpora": ["arctic"]}))
     data = {n: n for n in ("tts_train", "real_train", "faces_train")}
     assert mixtures(rc, data) == {"audio_mix": [("tts_train", 1), ("real_train", rc.real_repeat)],
                                   "animator_mix": [("tts_train", 2), ("faces_train", rc.faces_repeat)]}
