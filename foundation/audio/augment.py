@@ -16,7 +16,8 @@ Every choice is drawn from a generator seeded by (config seed, the item's `item_
 augmentation); the loader derives `item_seed` from (loader seed, round, stream, position), so an
 item is degraded identically whenever it is read, and a resumed run sees the very same batches.
 Lengths are kept: the output is [B, T] with padding past `wav_len` zero; a speed change moves
-`wav_len` with the speech it stretches (cropped to T).
+`wav_len` with the speech it stretches (cropped to T) and is recorded in `speed` [B] (the factor each window
+was played at, 1.0 without one), so frame-aligned labels can follow the speech (`foundation.training.viseme_labels`).
 """
 
 from __future__ import annotations
@@ -126,9 +127,14 @@ def _resampler(orig: int, new: int, sharp: bool = False) -> torchaudio.transform
     return torchaudio.transforms.Resample(orig, new, **options)
 
 
+def played_speed(factor: float) -> float:
+    """The factor `speed` really plays at: 100 / round(100 / factor) (its resampling ratio is quantised)."""
+    return 100 / int(round(100 / factor))
+
+
 def speed(wav: torch.Tensor, factor: float) -> torch.Tensor:
     """Play `wav` [t] `factor` times faster: tempo, pitch and formants × factor, [≈ t / factor] samples
-    (band-limited resampling; the factor is quantised to 1/100)."""
+    (band-limited resampling at `played_speed(factor)`)."""
     new = int(round(100 / factor))
     return _resampler(100, new)(wav) if new != 100 else wav
 
@@ -266,7 +272,8 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     """Degrade each window of a loader batch in place of its `wav` (see the module docstring).
 
     batch: `wav` [B, T] float32, `wav_len` [B] valid samples, `item_seed` [B] int64 (from the loader).
-    Returns the batch with `wav` [B, T] (padding past the new `wav_len` zero) and `wav_len` [B] updated.
+    Returns the batch with `wav` [B, T] (padding past the new `wav_len` zero) and `wav_len` [B] updated, and
+    `speed` [B] float32: the factor each window was played at (1.0 where its speed was kept).
     Each kind runs on all the items it applies to at once (the FFTs are batched); what an item gets
     depends only on its own draws, its own audio and, for babble, the batch's other clean windows.
     """
@@ -282,8 +289,10 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     def chosen(kind: str) -> list[int]:
         return [i for i, d in enumerate(draws) if d[kind][0] and len(xs[i]) >= 2]
 
+    factors = torch.ones(len(xs))
     for i in chosen("speed"):
         xs[i] = speed(xs[i], draws[i]["speed"][1])[: wav.shape[1]]  # a slowed window ends at the window's end
+        factors[i] = played_speed(draws[i]["speed"][1])
     if idx := chosen("formant"):
         factors = torch.tensor([draws[i]["formant"][1] for i in idx])
         _apply(xs, idx, lambda padded: formant_shift(padded, factors))
@@ -321,6 +330,7 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
         lengths[i] = len(x)
     batch["wav"] = out
     batch["wav_len"] = torch.tensor(lengths, dtype=batch["wav_len"].dtype)
+    batch["speed"] = factors
     return batch
 
 

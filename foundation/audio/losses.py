@@ -40,11 +40,15 @@ class AudioLossConfig(Section):
     """CPC content prediction on the latents."""
     distill_weight: float = Field(0.0, ge=0)
     """1 − cosine to resemblyzer's embedding of the clean window (the loader computes it when > 0)."""
+    viseme_weight: float = Field(0.0, ge=0)
+    """Cross-entropy of the viseme class spoken at each frame, read from the latents by a training-only linear
+    head, on clips whose phones are known (TTS phones, shipped or recognised ones of real speech): content the
+    mouth shows, learned on every voice the encoder hears rather than only while the animator trains."""
 
     @model_validator(mode="after")
     def _some_term(self) -> "AudioLossConfig":
-        if self.speaker_weight == self.cpc_weight == self.distill_weight == 0:
-            raise ReplicaError("audio_loss weights", "all three are 0: nothing to train")
+        if self.speaker_weight == self.cpc_weight == self.distill_weight == self.viseme_weight == 0:
+            raise ReplicaError("audio_loss weights", "all four are 0: nothing to train")
         return self
 
 

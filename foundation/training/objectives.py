@@ -6,7 +6,8 @@ across ranks; `export` returns the plain inference payload (`model.pt`, see `fou
 that loads without DeepSpeed or Ray.
 
 - `AudioObjective`: `AudioEncoder` + AAM-softmax speaker loss + CPC content loss + distillation to
-  resemblyzer's embedding (weights in `AudioLossConfig`); its training windows are augmented.
+  resemblyzer's embedding + optionally the viseme term (weights in `AudioLossConfig`); its training windows
+  are augmented.
 - `AnimatorObjective`: a pre-trained `AudioEncoder` feeding an `Animator`, with coefficient,
   mouth-weighted vertex and velocity losses against the head-model parameters in `mm.npz`, and
   optionally a viseme-classification term on the encoder's latents (`AnimationLossConfig.viseme`). The
@@ -42,7 +43,7 @@ ANIMATOR_TRAINING_FIELDS = ("finetune_encoder", "dropout")
 
 
 class AudioObjective(nn.Module):
-    """Speaker (AAM-softmax over training speakers), content (CPC) and distillation (to resemblyzer) objective.
+    """Speaker (AAM-softmax over training speakers), content (CPC, visemes) and distillation (to resemblyzer).
 
     Each term is built only when its `loss` weight is above 0, so a switched-off term has no
     parameters (nothing DeepSpeed would see without a gradient). `augment` degrades the training
@@ -65,6 +66,7 @@ class AudioObjective(nn.Module):
         self.cpc = CPCLoss(encoder.dim, first_step=encoder.lookahead + 1) if loss.cpc_weight > 0 else None
         # Training only: the export keeps the encoder's own embedding, not this projection.
         self.distill_head = nn.Linear(encoder.embed_dim, TEACHER_DIM) if loss.distill_weight > 0 else None
+        self.viseme_head = nn.Linear(encoder.dim, len(VISEMES)) if loss.viseme_weight > 0 else None
 
     def transform(self, train: bool = True) -> BatchFeatures:
         """The loader transform: augmentation and the teacher for training batches, plain features for held-out ones."""
@@ -92,15 +94,21 @@ class AudioObjective(nn.Module):
             distill = distill_loss(self.distill_head(out.embedding), batch["teacher"].to(out.embedding.device))
             loss = loss + self.loss_cfg.distill_weight * distill
             metrics["distill_loss"] = distill.detach()
+        if self.viseme_head is not None:
+            viseme, accuracy = viseme_term(self.viseme_head, out.latent, batch)
+            loss = loss + self.loss_cfg.viseme_weight * viseme
+            metrics.update(viseme_loss=viseme.detach(), viseme_acc=accuracy.detach())
         return loss, metrics
 
     def eval_sums(self, batch: dict) -> dict[str, tuple[float, int]]:
-        """Held-out CPC loss, and speaker accuracy on held-out clips of training speakers."""
+        """Held-out CPC loss and viseme accuracy, and speaker accuracy on held-out clips of training speakers."""
         out = self.encoder(batch["mel"], batch["mel_len"])
         n = len(batch["keys"])
         sums = {}
         if self.cpc is not None:
             sums["cpc_loss"] = (float(self.cpc(out.latent, out.local, out.latent_len)) * n, n)
+        if self.viseme_head is not None:
+            sums["viseme_acc"] = (float(viseme_term(self.viseme_head, out.latent, batch)[1]) * n, n)
         known = [i for i, s in enumerate(batch["speaker"]) if s in self.vocab]
         if known and self.speaker_loss is not None:
             ids = speaker_ids([batch["speaker"][i] for i in known], self.vocab).to(out.embedding.device)
@@ -187,13 +195,7 @@ class AnimatorObjective(nn.Module):
         pred, latent = self._predict(batch)
         terms = animation_loss(pred, self._targets(batch), batch["frames_len"], self.loss_cfg, self.head)
         if self.viseme_head is not None:
-            labels = viseme_labels(batch, latent.shape[1]).to(latent.device)
-            logits = self.viseme_head(latent).float()
-            known = labels >= 0
-            # A batch without known phones still runs the head (a zero term), so every rank's gradients match.
-            ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-1, reduction="sum")
-            terms["viseme"] = ce / known.sum().clamp_min(1)
-            terms["viseme_acc"] = ((logits.argmax(-1) == labels) & known).sum() / known.sum().clamp_min(1)
+            terms["viseme"], terms["viseme_acc"] = viseme_term(self.viseme_head, latent, batch)
             terms["total"] = terms["total"] + self.loss_cfg.viseme * terms["viseme"]
         return terms
 
@@ -211,16 +213,35 @@ class AnimatorObjective(nn.Module):
 
 
 def viseme_labels(batch: dict, n_frames: int) -> torch.Tensor:
-    """[B, F] int64 viseme class per parameter frame of each window (`frame_classes` of its `meta["phones"]`,
-    shifted by the window's `start_frame`); -1 on padding frames and for clips without phones."""
+    """[B, F] int64 viseme class per frame of each window (`frame_classes` of its `meta["phones"]`, shifted by
+    the window's `start_frame`); -1 on padding frames and for clips without phones.
+
+    A window the augmentation played `speed` times faster (the batch's `speed` [B], 1.0 when absent) speaks
+    the clip's time `start + f·speed` at its frame f, and its `frames_len` valid frames last `frames_len / speed`.
+    """
     labels = np.full((len(batch["keys"]), n_frames), -1, np.int64)
-    for row, (meta, start, valid) in enumerate(zip(batch["meta"], batch["start_frame"].tolist(),
-                                                   batch["frames_len"].tolist())):
+    speeds = batch["speed"].tolist() if "speed" in batch else [1.0] * len(batch["keys"])
+    for row, (meta, start, valid, factor) in enumerate(zip(batch["meta"], batch["start_frame"].tolist(),
+                                                           batch["frames_len"].tolist(), speeds)):
+        valid = min(n_frames, int(valid / factor))
         if meta.get("phones") and valid > 0:
-            times = (start + np.arange(valid)) / FPS
+            times = (start + np.arange(valid) * factor) / FPS
             phones = [(str(p), float(a), float(b)) for p, a, b in meta["phones"]]
             labels[row, :valid] = frame_classes(phones, float(times[-1]) + 1 / FPS, times)
     return torch.from_numpy(labels)
+
+
+def viseme_term(head: nn.Module, latent: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the viseme class each frame speaks (`viseme_labels`), read by `head` from the
+    encoder's latents [B, F, D]; and the accuracy on frames whose phones are known. Both scalars.
+
+    A batch without known phones still runs the head (a zero term), so every rank's gradients match.
+    """
+    labels = viseme_labels(batch, latent.shape[1]).to(latent.device)
+    logits = head(latent).float()
+    known = (labels >= 0).sum().clamp_min(1)
+    ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-1, reduction="sum")
+    return ce / known, ((logits.argmax(-1) == labels) & (labels >= 0)).sum() / known
 
 
 MEAN_FACE_CLIPS = 200

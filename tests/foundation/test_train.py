@@ -163,6 +163,49 @@ def test_the_viseme_term_reads_each_windows_own_phones_and_trains(phones_dataset
     assert plain.viseme_head is None and "viseme" not in plain(batch)[1]
 
 
+def test_the_encoders_viseme_term_follows_a_sped_up_window_and_trains(phones_dataset):
+    from foundation.audio.augment import AugmentConfig
+    from foundation.audio.losses import AudioLossConfig
+    from foundation.training.objectives import viseme_labels
+    from foundation.world.visemes import VISEMES
+
+    cfg = config()
+    torch.manual_seed(0)
+    only_speed = AugmentConfig(enabled=True, speed_p=1, speed_range=(1.25, 1.25), formant_p=0, reverb_p=0,
+                               noise_p=0, babble_p=0, telephone_p=0, codec_p=0, gain_p=0)
+    objective = AudioObjective(cfg.audio_encoder, cfg.features, ["s0", "s1"], augment=only_speed,
+                               loss=AudioLossConfig(speaker_weight=0, cpc_weight=0, viseme_weight=1.0))
+    loader = ShardLoader(phones_dataset, LoaderConfig(batch_size=8, window_s=1.0, num_workers=0, shuffle_buffer=1),
+                         transform=objective.transform())
+    batch = next(iter(loader))
+    assert batch["speed"].tolist() == [1.25] * 8
+    labels = viseme_labels(batch, 25)
+    for row, (meta, start, valid) in enumerate(zip(batch["meta"], batch["start_frame"].tolist(),
+                                                   batch["frames_len"].tolist())):
+        if not meta.get("phones"):
+            assert (labels[row] == -1).all()
+            continue
+        assert int((labels[row] >= 0).sum()) == int(valid / 1.25)  # 1.25× faster: the valid speech ends sooner
+        for f in range(int(valid / 1.25)):
+            t = (start + 1.25 * f) / 25  # frame f of the sped-up window speaks the clip's time t
+            if t < 0.01 or abs((t - 0.02) / 0.2 - round((t - 0.02) / 0.2)) * 0.2 < 0.011:
+                continue  # at a phone boundary
+            assert VISEMES[labels[row, f]] == ("bilabial" if int((t - 0.02) / 0.2) % 2 == 0 else "open")
+
+    with torch.no_grad():
+        start_loss = objective(batch)[1]["viseme_loss"]
+    optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
+    for _ in range(15):
+        loss, metrics = objective(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert metrics["viseme_loss"] < 0.5 * start_loss and set(metrics) == {"viseme_loss", "viseme_acc"}
+    with torch.no_grad():
+        assert set(objective.eval_sums(batch)) == {"viseme_acc"}
+    assert not any(k.startswith("viseme") for k in objective.export()["state_dict"])  # training-only head
+
+
 def test_starting_an_animator_from_something_else_is_a_clear_error(toy_dataset, tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_bytes(b"not a model")
