@@ -289,10 +289,10 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     def chosen(kind: str) -> list[int]:
         return [i for i, d in enumerate(draws) if d[kind][0] and len(xs[i]) >= 2]
 
-    factors = torch.ones(len(xs))
+    played = torch.ones(len(xs))
     for i in chosen("speed"):
         xs[i] = speed(xs[i], draws[i]["speed"][1])[: wav.shape[1]]  # a slowed window ends at the window's end
-        factors[i] = played_speed(draws[i]["speed"][1])
+        played[i] = played_speed(draws[i]["speed"][1])
     if idx := chosen("formant"):
         factors = torch.tensor([draws[i]["formant"][1] for i in idx])
         _apply(xs, idx, lambda padded: formant_shift(padded, factors))
@@ -330,7 +330,7 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
         lengths[i] = len(x)
     batch["wav"] = out
     batch["wav_len"] = torch.tensor(lengths, dtype=batch["wav_len"].dtype)
-    batch["speed"] = factors
+    batch["speed"] = played
     return batch
 
 

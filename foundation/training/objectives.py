@@ -222,7 +222,7 @@ def viseme_labels(batch: dict, n_frames: int) -> torch.Tensor:
     labels = np.full((len(batch["keys"]), n_frames), -1, np.int64)
     speeds = batch["speed"].tolist() if "speed" in batch else [1.0] * len(batch["keys"])
     for row, (meta, start, valid, factor) in enumerate(zip(batch["meta"], batch["start_frame"].tolist(),
-                                                           batch["frames_len"].tolist(), speeds)):
+                                                           batch["frames_len"].tolist(), speeds, strict=True)):
         valid = min(n_frames, int(valid / factor))
         if meta.get("phones") and valid > 0:
             times = (start + np.arange(valid) * factor) / FPS

@@ -90,6 +90,19 @@ def test_speed_raises_pitch_and_shortens_the_speech():
     assert abs(float(spec.argmax()) * SR / n - 250) < 3
 
 
+def test_each_window_records_the_speed_it_was_played_at(speech):
+    from foundation.audio.augment import played_speed
+
+    cfg = only(speed_p=0.5, formant_p=1, gain_p=1)
+    batch = batch_of(speech.repeat(4, 1), seeds=list(range(8)))
+    out = augment_batch(batch, cfg)
+    played = out["speed"].tolist()
+    assert len(played) == 8 and 1.0 in played and any(p != 1.0 for p in played)  # seeds 0-7 draw both
+    for p, n in zip(played, out["wav_len"].tolist()):
+        assert p == 1.0 or p == pytest.approx(played_speed(p)), p  # quantised as `speed` plays it
+        assert abs(n - min(32000, 32000 / p)) <= 2
+
+
 def test_formant_shift_moves_the_envelope_and_keeps_the_pitch():
     # A 125 Hz pulse train through one resonance at 1 kHz: a vowel with one formant.
     pulses = torch.zeros(2 * SR)

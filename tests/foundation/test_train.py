@@ -171,9 +171,10 @@ def test_the_encoders_viseme_term_follows_a_sped_up_window_and_trains(phones_dat
 
     cfg = config()
     torch.manual_seed(0)
-    only_speed = AugmentConfig(enabled=True, speed_p=1, speed_range=(1.25, 1.25), formant_p=0, reverb_p=0,
-                               noise_p=0, babble_p=0, telephone_p=0, codec_p=0, gain_p=0)
-    objective = AudioObjective(cfg.audio_encoder, cfg.features, ["s0", "s1"], augment=only_speed,
+    # every window sped up; half of them formant-shifted too (the speed recorded must stay each window's own)
+    sped_up = AugmentConfig(enabled=True, speed_p=1, speed_range=(1.25, 1.25), formant_p=0.5, reverb_p=0,
+                            noise_p=0, babble_p=0, telephone_p=0, codec_p=0, gain_p=0)
+    objective = AudioObjective(cfg.audio_encoder, cfg.features, ["s0", "s1"], augment=sped_up,
                                loss=AudioLossConfig(speaker_weight=0, cpc_weight=0, viseme_weight=1.0))
     loader = ShardLoader(phones_dataset, LoaderConfig(batch_size=8, window_s=1.0, num_workers=0, shuffle_buffer=1),
                          transform=objective.transform())
