@@ -113,7 +113,8 @@ def _params(mm: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -> dict:
     """LVE and mean vertex error (mm) of the animator (None: the default release's) and both baselines on held-out
-    clips; also of `PhonesKnownReference` (the floor, not a competitor) when every held-out clip has its phones."""
+    clips; also of `PhonesKnownReference` (the floor, not a competitor) when every held-out clip has its phones.
+    `by_speaker` gives each speaker's clips and LVE (mm) of the animator and the energy→jaw baseline: where it fails."""
     model = load_animator(model_url)
     head = default_head_model()
     train = [s for s in iter_samples(train_url, MAX_CLIPS) if s.mm is not None]
@@ -154,6 +155,10 @@ def evaluate_animator(model_url: str | None, heldout_url: str, train_url: str) -
     for name, errs in errors.items():
         report[f"lve_mm/{name}"] = 1000 * float(np.mean(errs["lve"]))
         report[f"mve_mm/{name}"] = 1000 * float(np.mean(errs["mve"]))
+    speakers = [str(s.meta.get("speaker", "?")) for s in heldout]
+    report["by_speaker"] = {who: {"clips": speakers.count(who), **{
+        f"lve_mm/{name}": round(1000 * float(np.mean([e for e, s in zip(errors[name]["lve"], speakers) if s == who])), 3)
+        for name in ("animator", "energy_jaw")}} for who in sorted(set(speakers))}
     return report
 
 

@@ -199,3 +199,8 @@ def test_the_shipped_release_loads_without_arguments_and_beats_the_baselines_on_
     write_dataset(url, faces)
     lve = evaluate_animator(None, url, speech_datasets[0])  # baselines fitted on TTS training clips
     assert lve["lve_mm/animator"] < lve["lve_mm/energy_jaw"] and lve["lve_mm/animator"] < lve["lve_mm/mean_face"]
+    by_speaker = lve["by_speaker"]  # the same clips, per held-out speaker: their clip-weighted mean is the total
+    assert set(by_speaker) == {s.meta["speaker"] for s in iter_samples(url)}
+    assert sum(row["clips"] for row in by_speaker.values()) == lve["clips"]
+    assert sum(row["clips"] * row["lve_mm/animator"] for row in by_speaker.values()) / lve["clips"] == \
+        pytest.approx(lve["lve_mm/animator"], abs=0.01)
