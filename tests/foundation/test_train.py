@@ -122,6 +122,22 @@ def phones_dataset(tmp_path_factory) -> str:
     return url
 
 
+def spoken(t: float) -> str:
+    """The viseme `phones_dataset`'s clips speak at time t (s)."""
+    return "silence" if t < 0.02 else "bilabial" if int((t - 0.02) / 0.2) % 2 == 0 else "open"
+
+
+def fit_one_batch(objective, batch: dict, steps: int = 15) -> dict:
+    """Adam steps on one batch; the last step's metrics."""
+    optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss, metrics = objective(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return metrics
+
+
 def test_the_viseme_term_reads_each_windows_own_phones_and_trains(phones_dataset, tmp_path):
     from foundation.animation import AnimationLossConfig
     from foundation.training.objectives import viseme_labels
@@ -143,17 +159,11 @@ def test_the_viseme_term_reads_each_windows_own_phones_and_trains(phones_dataset
             assert (labels[row] == -1).all()
             continue
         times = (start + np.arange(25)) / 25  # every phone boundary falls half-way between two frames
-        spoken = ["silence" if t < 0.02 else "bilabial" if int((t - 0.02) / 0.2) % 2 == 0 else "open" for t in times]
-        assert [VISEMES[c] for c in labels[row]] == spoken
+        assert [VISEMES[c] for c in labels[row]] == [spoken(t) for t in times]
 
     with torch.no_grad():
         start = objective.eval_sums(batch)["viseme"][0]
-    optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
-    for _ in range(15):
-        loss, metrics = objective(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    metrics = fit_one_batch(objective, batch)
     with torch.no_grad():
         end = objective.eval_sums(batch)["viseme"][0]
     assert {"viseme", "viseme_acc"} <= set(metrics) and end < 0.5 * start
@@ -191,16 +201,11 @@ def test_the_encoders_viseme_term_follows_a_sped_up_window_and_trains(phones_dat
             t = (start + 1.25 * f) / 25  # frame f of the sped-up window speaks the clip's time t
             if t < 0.01 or abs((t - 0.02) / 0.2 - round((t - 0.02) / 0.2)) * 0.2 < 0.011:
                 continue  # at a phone boundary
-            assert VISEMES[labels[row, f]] == ("bilabial" if int((t - 0.02) / 0.2) % 2 == 0 else "open")
+            assert VISEMES[labels[row, f]] == spoken(t)
 
     with torch.no_grad():
         start_loss = objective(batch)[1]["viseme_loss"]
-    optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
-    for _ in range(15):
-        loss, metrics = objective(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    metrics = fit_one_batch(objective, batch)
     assert metrics["viseme_loss"] < 0.5 * start_loss and set(metrics) == {"viseme_loss", "viseme_acc"}
     with torch.no_grad():
         assert set(objective.eval_sums(batch)) == {"viseme_acc"}
