@@ -19,8 +19,8 @@ point): `wav` at 16 kHz plus `json` with speaker (`arctic-slt`, `librivox-<book>
 (`package==version:member`, with `source_start_s` when the recording is a span of a longer file), license,
 sex (`f`/`m`, when known), text (when the package ships a transcript) and phones (`[[phone, start_s, end_s],
 ...]`, when it ships an alignment, or recognised ones with `CorporaConfig.recognize_phones`, or its transcript
-aligned with `CorporaConfig.align_transcripts`; `phones_source` says which). An AMI recording is one speaker's turn with everyone else's speech cut away (the meeting files mix all
-the headsets).
+aligned with `CorporaConfig.align_transcripts`; `phones_source` says which). An AMI recording is one speaker's
+turn with everyone else's speech cut away (the meeting files mix all the headsets).
 
 `HELDOUT_SPEAKERS` names the real speakers kept out of training: `build_corpora(..., split="train")`
 writes everyone else, `split="heldout"` only them.
@@ -685,13 +685,13 @@ def recognize_phones(wav: np.ndarray, how: str = "allphone") -> list[tuple[str, 
     """Phone timings of English speech nobody transcribed: (ARPAbet phone or SIL / +NSN+ / +SPN+ noise marks,
     start_s, end_s), 10 ms resolution.
 
-    how: `allphone` decodes phones freely (pocketsphinx's phone language model): fast (0.04x real time), but
+    how: `allphone` decodes phones freely (pocketsphinx's phone language model): fast (0.05x real time), but
     phone identities are often wrong, no words constrain them. `words` decodes words with the en-us language
     model and gives the phones of the words it heard (a second, alignment pass): the words are often wrong,
     but they are words, so their phones follow English. On the 8 English recordings with true transcripts (the
     LibriVox clips, LibriSpeech 61, the aligner author's two) against the transcripts' own alignment: the viseme
-    class of a 25 fps frame agrees 79% of the time instead of 64%, the mouth's jaw angle is 0.92° off instead of
-    1.39°, at 0.38x real time.
+    class of a 25 fps frame agrees 79% of the time instead of 64%, the mouth's jaw angle is 0.90° off instead of
+    1.39°, at 0.35x real time (`bench/phones.py`).
     wav: float32 [T] mono at 16 kHz.
     """
     if how not in PHONE_RECOGNIZERS:
