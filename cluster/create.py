@@ -364,7 +364,9 @@ def quality_lines(metrics: dict) -> list[str]:
                 f" ({tune['shipped']}; {tune['trials']} trials, {tune['stopped_early']} stopped early)")
         if tune.get("truth"):
             t = tune["truth"]
-            line += f"; vs truth {t['heldout_true_lve_mm_before']:.2f} → {t['heldout_true_lve_mm_after']:.2f} mm"
+            line += (f"; vs truth {t['heldout_true_lve_mm_before']:.2f} → {t['heldout_true_lve_mm_after']:.2f} mm"
+                     + (f" (the tracked targets themselves: {t['heldout_true_lve_mm_tracked']:.2f} mm)"
+                        if "heldout_true_lve_mm_tracked" in t else ""))
         lines.append(line)
         lines.append(f"idle: {tune['idle']['blinks_per_min']} blinks/min, head sway std "
                      + "/".join(f"{d:.1f}" for d in tune["idle"]["head_std_deg"]) + "°")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,8 @@ from datasets.errors import ReplicaError
 from foundation.world import SynthConfig
 from foundation.world.world import build_world
 from launch.config import load_config
-from personalize.finetune import FinetuneConfig, PersonData, finetune_animator, train_trial
+from personalize.finetune import (FinetuneConfig, PersonData, _truth_lve, finetune_animator, scored_from,
+                                  train_trial)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -58,6 +60,19 @@ def test_the_last_frames_are_held_out_and_the_ones_before_them_validate():
     with pytest.raises(ReplicaError, match="too few to fine-tune"):
         PersonData(data.wav[:3 * 640], {k: v[:3] if v.ndim == 2 else v for k, v in data.params.items()}).spans(
             FinetuneConfig())
+
+
+def test_against_the_truth_the_tracked_mouth_is_scored_beside_the_animators():
+    data = person()
+    truth, spans = data.params, data.spans(FinetuneConfig())
+    first = scored_from(spans)
+    exact = {k: torch.as_tensor(truth[k][first:data.n_frames]) for k in ("expr", "jaw")}  # predicts the truth
+    tracked_exactly = _truth_lve(PersonData(data.wav, truth, truth), exact, None, spans)
+    assert tracked_exactly == {"heldout_true_lve_mm_before": 0.0, "heldout_true_lve_mm_after": 0.0,
+                               "heldout_true_lve_mm_tracked": 0.0}
+    agape = {**truth, "jaw": truth["jaw"] + np.array([0.05, 0.0, 0.0], np.float32)}  # tracked 3° too open
+    tracked_agape = _truth_lve(PersonData(data.wav, agape, truth), exact, None, spans)
+    assert tracked_agape["heldout_true_lve_mm_tracked"] > 1.0 and tracked_agape["heldout_true_lve_mm_before"] == 0.0
 
 
 def test_a_trial_lowers_the_validation_lip_error(foundation):
