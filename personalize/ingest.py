@@ -101,16 +101,20 @@ def crop_boxes(lmk: np.ndarray, width: int, height: int, cfg: PersonIngestConfig
     """Square crop boxes (x0, y0, side in source pixels) [F, 3] from landmarks [F, 478, 3] (normalised).
 
     The side is one number for the whole video; the centre is the landmarks' box centre, Gaussian-smoothed
-    over `smooth_s` seconds so it glides with the head instead of jittering with the tracker.
+    over `smooth_s` seconds so it glides with the head instead of jittering with the tracker. The box stays
+    inside the frame: where the margin would reach past an edge (a face filling a landscape frame's height,
+    a head near the border) the side shrinks to the frame's shorter side and the box slides in, so every crop
+    pixel is the video's own, never a smear of repeated edge pixels that the avatar would learn as background.
     """
     xy = lmk[..., :2] * np.array([width, height])
     low, high = xy.min(1), xy.max(1)
     centre = gaussian_filter1d((low + high) / 2, sigma=cfg.smooth_s * FPS, axis=0, mode="nearest")
     face = gaussian_filter1d(high[:, 1] - low[:, 1], sigma=cfg.smooth_s * FPS, mode="nearest")
-    side = float(min(face.max() * cfg.margin, max(width, height)))
+    side = float(min(face.max() * cfg.margin, width, height))
     # look a little below the landmarks' centre: the crop holds the chin and the top of the shoulders
-    centre = centre + np.array([0.0, 0.08 * side])
-    return np.concatenate([centre - side / 2, np.full((len(lmk), 1), side)], 1)
+    corner = centre + np.array([0.0, 0.08 * side]) - side / 2
+    corner = np.clip(corner, 0.0, np.array([width, height]) - side)  # a clip of a smooth path is still smooth
+    return np.concatenate([corner, np.full((len(lmk), 1), side)], 1)
 
 
 def ingest_person(url: str, image_size: int, cfg: PersonIngestConfig | None = None) -> PersonVideo:

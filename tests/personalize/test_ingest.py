@@ -12,7 +12,7 @@ import pytest
 from datasets.errors import ReplicaError
 from datasets.media import write_mp4
 from foundation.tts import synthesize
-from personalize.ingest import PersonIngestConfig, ingest_person
+from personalize.ingest import PersonIngestConfig, crop_boxes, ingest_person
 from tests.datasets.talking import astronaut_frames
 
 SECONDS = 3.0
@@ -43,6 +43,20 @@ def test_a_talking_face_becomes_a_stable_crop_with_landmarks(tmp_path):
     assert (person.lmk[..., :2] > 0.02).all() and (person.lmk[..., :2] < 0.98).all()
     assert np.ptp(person.boxes[:, 2]) == 0
     assert np.abs(np.diff(person.boxes[:, :2], axis=0)).max() < 2.0  # pixels per frame: glides, never jumps
+
+
+def test_crop_boxes_stay_inside_the_frame_even_where_the_margin_would_reach_past_it():
+    # a 640x360 landscape frame: a face 200 px tall drifting from the middle to the right edge and the bottom
+    frames = 50
+    centre = np.stack([np.linspace(320, 630, frames), np.linspace(180, 300, frames)], 1)
+    offsets = np.random.default_rng(0).uniform(-1, 1, (478, 2)) * np.array([80, 100])
+    lmk = np.concatenate([(centre[:, None] + offsets) / np.array([640, 360]), np.zeros((frames, 478, 1))], -1)
+    boxes = crop_boxes(lmk, 640, 360, PersonIngestConfig())
+    side = boxes[0, 2]
+    assert side == 360  # 1.9 × 200 px of face would be 380: the frame's height is all there is
+    assert (boxes[:, 2] == side).all() and (boxes[:, :2] >= 0).all()
+    assert (boxes[:, 0] + side <= 640 + 1e-9).all() and (boxes[:, 1] + side <= 360 + 1e-9).all()
+    assert np.abs(np.diff(boxes[:, :2], axis=0)).max() < 10  # still glides
 
 
 def test_a_30_fps_video_is_resampled_to_25(tmp_path):
