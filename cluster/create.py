@@ -208,6 +208,8 @@ def _avatar(bundle: str, video: str, cfg, device: str, renderer: str) -> tuple[d
         write_png(storage.join(bundle, "avatar/sheet.png"), result.sheet)
         outputs["sheet"] = "avatar/sheet.png"
     metrics = dict(result.quality.get("heldout", {}))
+    if "refiner" in result.quality:
+        metrics["refiner"] = result.quality["refiner"]
     truth = true_person(video) if cfg.creation.price_of_tracking else None
     if truth is not None and "splat" in metrics:
         with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
@@ -377,5 +379,9 @@ def quality_lines(metrics: dict) -> list[str]:
             line += (f"; with the true parameters {t['psnr_db_true_params']:.2f} dB (the price of tracking: "
                      f"{t['price_of_tracking_db']:.2f} dB; crop boxes within {t['box_shift_crop_px_max']:.1f} px "
                      "of the fixed one)")
+        if "refiner" in avatar:
+            verdict = avatar["refiner"]
+            line += (f"; refiner {'kept' if verdict['kept'] else 'dropped'} "
+                     f"({verdict['heldout_psnr_gain_db']:+.2f} dB on held-out frames)")
         lines.append(line)
     return lines

@@ -31,7 +31,7 @@ def train(video: str = typer.Option(..., "--video", help="The person's video (mp
     """Train an avatar on the first frames, evaluate it on the held-out rest, write it with its quality JSON."""
     from launch.config import with_options
     from render.avatar import Avatar
-    from render.fit import fit_avatar, save_fit
+    from render.fit import fit_avatar, quality_lines, save_fit
     from render.video import read_person, write_png
 
     cfg = load(config, overrides)
@@ -50,9 +50,8 @@ def train(video: str = typer.Option(..., "--video", help="The person's video (mp
     q = result.quality
     console.print(f"trained {q['iterations']} iterations in {q['train_seconds']}s · {q['n_gaussians']} Gaussians · "
                   f"final loss {q['final_loss']}", highlight=False)
-    for name, numbers in q.get("heldout", {}).items():
-        console.print(f"held-out {name:<8} PSNR {numbers['psnr_db']:.2f} dB · SSIM {numbers['ssim']:.4f} · "
-                      f"flicker {numbers['flicker']}", highlight=False)
+    for line in quality_lines(q):
+        console.print(line, highlight=False)
     console.print(f"avatar: {out} · quality: {quality_json}" + (f" · sheet: {sheet}" if sheet else ""),
                   highlight=False)
 

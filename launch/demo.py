@@ -27,7 +27,7 @@ def avatar_step(cfg: ReplicaConfig, out: str, console: Console, person_video: st
     Returns the avatar's URL (`<out>/avatar/avatar.pt`, with `avatar.quality.json` and `side_by_side.png`).
     """
     from launch.avatar_cli import device_and_backend
-    from render.fit import fit_avatar, save_fit
+    from render.fit import fit_avatar, quality_lines, save_fit
     from render.video import read_person, write_png
 
     t = _step(console, "7. avatar: Gaussian splats bound to the head mesh + GAN refiner")
@@ -40,9 +40,8 @@ def avatar_step(cfg: ReplicaConfig, out: str, console: Console, person_video: st
     sheet_url = storage.join(out, "avatar", "side_by_side.png")
     if result.sheet is not None:
         write_png(sheet_url, result.sheet)
-    for name, numbers in result.quality.get("heldout", {}).items():
-        console.print(f"  held-out {name:<8} PSNR {numbers['psnr_db']:.2f} dB  SSIM {numbers['ssim']:.4f}  "
-                      f"flicker {numbers['flicker']}", highlight=False)
+    for line in quality_lines(result.quality):
+        console.print(f"  {line}", highlight=False)
     console.print(f"  {result.quality['n_gaussians']} Gaussians; avatar {avatar_url}, quality {quality_url}, "
                   f"sheet {sheet_url} ({time.perf_counter() - t:.1f}s)", highlight=False)
     return avatar_url

@@ -31,6 +31,10 @@ class RefineConfig(Section):
 
     enabled: bool = True
     """Train the refiner and apply it when rendering; off renders the splats as they are."""
+    keep: Literal["if_better", "always"] = "if_better"
+    """if_better: the avatar keeps its trained refiner only when the held-out frames come out at least as close to
+    the video refined as not (PSNR); a refiner that makes them worse is dropped (and the verdict recorded in the
+    avatar's quality JSON), so renders never pay for it. always: keep it regardless."""
     channels: int = Field(32, ge=4)
     """Feature channels at the U-Net's full resolution (doubled per level)."""
     levels: int = Field(3, ge=1, le=6)

@@ -32,7 +32,8 @@ from tests.render.person import make_person
 VOICE = "espeak:en-us+m3"
 AVATAR = AvatarConfig(image_size=64, sh_degree=1, iterations=60, densify_from=20, densify_until=50, densify_every=15,
                       max_gaussians=4000, backend="torch", holdout_fraction=0.1)
-REFINE = RefineConfig(channels=8, levels=2, disc_channels=8, iterations=8, batch_size=2)
+# kept whatever it scores: the pipeline and server tests exercise the refiner's chunk-to-chunk state
+REFINE = RefineConfig(channels=8, levels=2, disc_channels=8, iterations=8, batch_size=2, keep="always")
 
 
 def tiny_animator(seed: int = 0) -> tuple[Animator, AudioEncoder]:

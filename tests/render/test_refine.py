@@ -40,3 +40,26 @@ def test_refining_in_chunks_equals_refining_the_whole_sequence():
     first = refine_frames(refiner, renders[:5])
     second = refine_frames(refiner, renders[5:], previous=first[-1])
     torch.testing.assert_close(torch.cat([first, second]), whole)
+
+
+def test_an_avatar_keeps_its_refiner_only_if_it_does_not_make_held_out_frames_worse():
+    from render.avatar import AvatarConfig
+    from render.fit import fit_avatar
+
+    person = make_person(24, 32)
+    avatar_cfg = AvatarConfig(image_size=32, sh_degree=0, iterations=12, densify_from=100, max_gaussians=2000,
+                              backend="torch", holdout_fraction=0.25)
+    harmful = Refiner(TINY)
+    with torch.no_grad():
+        harmful.head.bias.copy_(torch.tensor([-0.3, 0.3, -0.3]))  # a green cast over every frame
+    # one step at a negligible rate: the refiner stays what it was
+    refine_cfg = TINY.model_copy(update={"iterations": 1, "lr": 1e-12})
+    dropped = fit_avatar(person.frames, person.params, person.camera, avatar_cfg, refine_cfg, init_refiner=harmful,
+                         progress=False)
+    verdict = dropped.quality["refiner"]
+    assert dropped.avatar.refiner is None and not verdict["kept"] and verdict["heldout_psnr_gain_db"] < -3
+    # both numbers stay on record, and the sheet still shows what the refiner did
+    assert set(dropped.quality["heldout"]) == {"splat", "refined"} and dropped.sheet.shape[1] == 3 * 256
+    kept = fit_avatar(person.frames, person.params, person.camera, avatar_cfg,
+                      refine_cfg.model_copy(update={"keep": "always"}), init_refiner=harmful, progress=False)
+    assert kept.avatar.refiner is not None and kept.quality["refiner"]["kept"]
