@@ -31,7 +31,7 @@ from datasets.loader import ShardLoader, dataset_speakers
 from datasets.shards import write_dataset
 from foundation.models import save_export
 from foundation.training.deepspeed_config import deepspeed_config
-from foundation.training.distributed import to_device
+from foundation.training.distributed import init_process_group, to_device
 from foundation.training.objectives import AudioObjective, build_objective, model_section
 from launch.config import load_config
 from datasets.toy import toy_sample
@@ -69,9 +69,7 @@ def main() -> None:
     if cuda:
         report["gpu"] = torch.cuda.get_device_name(0)
     single_process_group()
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+    init_process_group("cuda" if cuda else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         write_dataset(data, (toy_sample(f"k{i:04d}", cfg.loader.window_s + 0.5, speaker=f"s{i % 8}", seed=i)

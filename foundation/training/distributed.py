@@ -8,6 +8,22 @@ import torch
 import torch.distributed as dist
 
 
+def init_process_group(device: str) -> None:
+    """DeepSpeed's process group for this rank: NCCL on CUDA, gloo on CPU.
+
+    On CPU, DeepSpeed would first JIT-compile its shared-memory all-reduce (`deepspeed_shm_comm`: 70 s on a
+    fresh 2-core machine, then a ninja check in every worker) although only its inference engine calls it;
+    training's collectives go through torch.distributed. DeepSpeed reads op availability from one cached dict,
+    so marking the op unavailable there skips the build and the kernel (whose bf16 path also needs AVX-512).
+    """
+    import deepspeed
+    import deepspeed.ops
+
+    if device != "cuda":
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """The loader batch with every tensor (nested dicts too, e.g. `mm`) on `device`; other values as they are."""
     out = {}

@@ -23,7 +23,7 @@ from foundation.models import save_export
 from foundation.training.checkpoint import restore_checkpoint, save_checkpoint
 from foundation.training.config import PretrainJob
 from foundation.training.deepspeed_config import deepspeed_config
-from foundation.training.distributed import peak_rss_mb, to_device
+from foundation.training.distributed import init_process_group, peak_rss_mb, to_device
 from foundation.training.heldout import HeldOutEvaluator
 from foundation.training.logger import RunLogger
 from foundation.training.objectives import build_objective
@@ -48,7 +48,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(job.train.seed)
 
     objective = build_objective(job.kind, job.model, init_from=job.init_from)
-    deepspeed.init_distributed(dist_backend="nccl" if job.device == "cuda" else "gloo")
+    init_process_group(job.device)
     engine, _, _, _ = deepspeed.initialize(
         model=objective, model_parameters=[p for p in objective.parameters() if p.requires_grad],
         config=deepspeed_config(job.train, job.loader, job.precision, job.device))
