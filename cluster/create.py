@@ -382,6 +382,6 @@ def quality_lines(metrics: dict) -> list[str]:
         if "refiner" in avatar:
             verdict = avatar["refiner"]
             line += (f"; refiner {'kept' if verdict['kept'] else 'dropped'} "
-                     f"({verdict['heldout_psnr_gain_db']:+.2f} dB on held-out frames)")
+                     f"({verdict['heldout_psnr_gain_db']:+.3f} dB on held-out frames)")
         lines.append(line)
     return lines

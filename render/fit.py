@@ -111,7 +111,7 @@ def quality_lines(quality: dict) -> list[str]:
     if "refiner" in quality:
         verdict = quality["refiner"]
         lines.append(f"refiner {'kept' if verdict['kept'] else 'dropped (refine.keep: if_better)'}: "
-                     f"{verdict['heldout_psnr_gain_db']:+.2f} dB on held-out frames")
+                     f"{verdict['heldout_psnr_gain_db']:+.3f} dB on held-out frames")
     return lines
 
 
