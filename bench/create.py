@@ -130,9 +130,12 @@ def main() -> None:
     metrics = summary["metrics"]
     steps = {name: step["seconds"] for name, step in summary["steps"].items()}
     frames = metrics["ingest"]["frames"]
-    video = ({k: v for k, v in person.items() if k != "video"} | {"frames": frames, "prepare_seconds": round(synth_s, 1)}
-             if args.real else {"seconds": person["seconds"], "frames": frames, "size": 128, "voice": person["voice"],
-                                "synth_seconds": round(synth_s, 1)})
+    if args.real:
+        video = {k: v for k, v in person.items() if k != "video"} | {"frames": frames,
+                                                                      "prepare_seconds": round(synth_s, 1)}
+    else:
+        video = {"seconds": person["seconds"], "frames": frames, "size": 128, "voice": person["voice"],
+                 "synth_seconds": round(synth_s, 1)}
     result = {
         "video": video, "config": "tiny (launch/configs/tiny.yaml)", "animator": animator or "the shipped release",
         "step_seconds": steps, "total_seconds": round(total_s, 1),

@@ -43,7 +43,8 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
 
 
 @app.command()
-def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, ami, mfa, asterisk, fillets, all), or `list`."),
+def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, ami, mfa, asterisk, fillets, "
+                                                 "all), or `list`."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
                                                                       "(default: <storage.root>/data/corpus-NAME)."),
            split: str = typer.Option("all", help="Speakers to write: all, train (all but the held-out real "
