@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,25 +69,22 @@ def _fill_gaps(values: np.ndarray, found: np.ndarray) -> np.ndarray:
     return filled.reshape(values.shape).astype(values.dtype)
 
 
-def track_faces(frames: np.ndarray, fps: float = 25.0, min_confidence: float = 0.5) -> FaceTrack:
+def track_faces(frames: Iterable[np.ndarray], fps: float = 25.0, min_confidence: float = 0.5) -> FaceTrack:
     """Track the most prominent face through RGB frames.
 
-    frames: uint8 [F, H, W, 3] RGB, consecutive video frames at `fps` frames/s (the timestamps
-    the tracker sees). min_confidence: MediaPipe's detection/presence/tracking threshold in [0, 1].
-    Returns a FaceTrack with lmk [F, 478, 3], blendshapes [F, 52] and found [F]; NaN-free.
+    frames: consecutive video frames at `fps` frames/s (the timestamps the tracker sees), each uint8
+    [H, W, 3] RGB: an array [F, H, W, 3], or any iterable, e.g. `media.iter_video`, so a long video is
+    tracked without holding its frames. min_confidence: MediaPipe's detection/presence/tracking threshold
+    in [0, 1]. Returns a FaceTrack with lmk [F, 478, 3], blendshapes [F, 52] and found [F]; NaN-free.
     """
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
         raise ReplicaError(f"frames {frames.dtype} {list(frames.shape)}", "expected uint8 [F, H, W, 3] RGB")
     if fps <= 0:
         raise ReplicaError(f"fps={fps}", "must be positive")
-    count = len(frames)
-    lmk = np.zeros((count, N_LANDMARKS, 3), np.float32)
-    blendshapes = np.zeros((count, N_EXPR), np.float32)
-    found = np.zeros(count, bool)
+    lmk, blendshapes, found = [], [], []
     column = {name: i for i, name in enumerate(EXPRESSION_NAMES)}
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=landmarker_model_path()),
@@ -95,15 +93,23 @@ def track_faces(frames: np.ndarray, fps: float = 25.0, min_confidence: float = 0
         min_tracking_confidence=min_confidence)
     with vision.FaceLandmarker.create_from_options(options) as landmarker:
         for i, rgb in enumerate(frames):
+            if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+                raise ReplicaError(f"frame {i} {rgb.dtype} {list(rgb.shape)}", "expected uint8 [H, W, 3] RGB")
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
             result = landmarker.detect_for_video(image, int(round(i * 1000.0 / fps)))
-            if not result.face_landmarks:
-                continue
-            found[i] = True
-            lmk[i] = [(p.x, p.y, p.z) for p in result.face_landmarks[0]]
-            for category in result.face_blendshapes[0] if result.face_blendshapes else ():
-                if category.category_name in column:
-                    blendshapes[i, column[category.category_name]] = category.score
+            points = np.zeros((N_LANDMARKS, 3), np.float32)
+            scores = np.zeros(N_EXPR, np.float32)
+            if result.face_landmarks:
+                points[:] = [(p.x, p.y, p.z) for p in result.face_landmarks[0]]
+                for category in result.face_blendshapes[0] if result.face_blendshapes else ():
+                    if category.category_name in column:
+                        scores[column[category.category_name]] = category.score
+            lmk.append(points)
+            blendshapes.append(scores)
+            found.append(bool(result.face_landmarks))
+    lmk = np.stack(lmk) if lmk else np.zeros((0, N_LANDMARKS, 3), np.float32)
+    blendshapes = np.stack(blendshapes) if blendshapes else np.zeros((0, N_EXPR), np.float32)
+    found = np.array(found, bool)
     return FaceTrack(lmk=_fill_gaps(lmk, found), blendshapes=_fill_gaps(blendshapes, found), found=found)
 
 

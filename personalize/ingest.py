@@ -2,25 +2,30 @@
 
 What phones and webcams produce goes in as it is: portrait or landscape (the display rotation in the file is
 honoured by `datasets.media`), variable frame rate (resampled to 25 fps), 720p–4K, stereo 44.1/48 kHz AAC
-(→ 16 kHz mono). The video is streamed twice and never held whole at its own resolution:
+(→ 16 kHz mono). The video is streamed twice and its frames are never held whole, so memory does not grow with
+the video's resolution or (beyond the landmarks, ~6 KB a frame) its length:
 
-1. at `track_size` pixels (longer side) MediaPipe tracks the face in every frame;
+1. at `track_size` pixels (longer side) MediaPipe tracks the face in every frame, as the frames are decoded;
 2. a square crop box per frame is derived from the landmarks, its centre smoothed over time and its side fixed
    for the whole video (the largest smoothed face size × `margin`), so the crop follows the head without ever
    jumping or zooming; the frames are streamed again at full size and cut to `image_size`².
 
 Before any heavy work it rejects, with a one-line reason (`ReplicaError(url, reason)`): unreadable or truncated
 files and files without a video track (`datasets.media`), no audio track, too short (`min_seconds`), no
-speech (voice activity), no face in most frames, several faces, a face too small. The result reports the usable
-fraction (frames where the face was found).
+speech (voice activity), no face in most frames, several faces, a face too small. Only the first `max_seconds`
+are used (the steps are sized for 1–2 minutes; a 20-minute recording would only cost time and memory): the
+report says how much was left out. The result reports the usable fraction (frames where the face was found).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
 from scipy.ndimage import gaussian_filter1d
 
 from datasets import media
@@ -28,6 +33,7 @@ from datasets.config import Section
 from datasets.errors import ReplicaError
 from datasets.faces import count_faces, track_faces
 from datasets.ingest import speech_mask
+from datasets.progress import progress_bar
 from datasets.schema import FPS, SAMPLE_RATE
 
 
@@ -38,6 +44,8 @@ class PersonIngestConfig(Section):
     """Frames are scaled so their longer side is this many pixels for face tracking."""
     min_seconds: float = Field(30.0, ge=0)
     """Videos shorter than this are rejected."""
+    max_seconds: float = Field(300.0, gt=0)
+    """Only the first this-many seconds of a longer video are used (the report records what was left out)."""
     min_face_fraction: float = Field(0.8, ge=0, le=1)
     """The face must be found in at least this share of frames."""
     min_face_px: float = Field(64.0, ge=0)
@@ -53,6 +61,12 @@ class PersonIngestConfig(Section):
     price_of_tracking: bool = True
     """For a synthetic person (true parameters beside the video), the avatar step also trains an avatar on the
     true parameters and records how many dB of held-out PSNR tracking costs (its metrics' `truth`; not shipped)."""
+
+    @model_validator(mode="after")
+    def _lengths(self) -> PersonIngestConfig:
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds:g}) is below min_seconds ({self.min_seconds:g})")
+        return self
 
 
 @dataclass
@@ -124,29 +138,44 @@ def ingest_person(url: str, image_size: int, cfg: PersonIngestConfig | None = No
     """
     cfg = cfg or PersonIngestConfig()
     info, audio = check_media(url, cfg)
-    small = media.read_video(url, fps=FPS, size=cfg.track_size)
-    track = track_faces(small, FPS)
+    limit = int(round(min(info.duration_s, cfg.max_seconds) * FPS))
+    # a few frames, evenly spread, are kept from the tracking pass for the several-faces check
+    picks = set(np.linspace(0, max(limit - 1, 0), cfg.face_check_frames).round().astype(int).tolist())
+    checked: list[np.ndarray] = []
+
+    def tracked_frames() -> Iterator[np.ndarray]:
+        with progress_bar(total=limit, desc="ingest: tracking the face") as bar:
+            for index, rgb in enumerate(media.iter_video(url, fps=FPS, size=cfg.track_size)):
+                if index >= limit:
+                    return
+                if index in picks:
+                    checked.append(rgb)
+                yield rgb
+                bar.update()
+
+    track = track_faces(tracked_frames(), FPS)
     found = track.found_fraction
     if found < cfg.min_face_fraction:
         raise ReplicaError(url, f"no face in most frames: found in {100 * found:.0f}% "
                                 f"(at least {100 * cfg.min_face_fraction:.0f}% needed)")
-    picks = np.unique(np.linspace(0, len(small) - 1, cfg.face_check_frames).round().astype(int))
-    crowded = count_faces(small[picks]) >= 2
+    crowded = count_faces(np.stack(checked)) >= 2
     if crowded.mean() > 0.5:
-        raise ReplicaError(url, f"several faces in {int(crowded.sum())} of {len(picks)} checked frames: a replica "
+        raise ReplicaError(url, f"several faces in {int(crowded.sum())} of {len(checked)} checked frames: a replica "
                                 "is made from a video of one person")
     width, height = info.width, info.height
     face_px = np.median(np.ptp(track.lmk[track.found, :, 1], axis=1)) * height
     if face_px < cfg.min_face_px:
         raise ReplicaError(url, f"face too small: {face_px:.0f} px tall (at least {cfg.min_face_px:g} px)")
     boxes = crop_boxes(track.lmk, width, height, cfg)
-    frames = np.empty((len(small), image_size, image_size, 3), np.uint8)
+    frames = np.empty((len(track.found), image_size, image_size, 3), np.uint8)
     count = 0
-    for index, rgb in enumerate(media.iter_video(url, fps=FPS)):
-        if index >= len(frames):
-            break
-        frames[index] = cut_box(rgb, boxes[index], image_size)
-        count += 1
+    with progress_bar(total=len(frames), desc="ingest: cutting the face crop") as bar:
+        for index, rgb in enumerate(media.iter_video(url, fps=FPS)):
+            if index >= len(frames):
+                break
+            frames[index] = cut_box(rgb, boxes[index], image_size)
+            count += 1
+            bar.update()
     frames = frames[:count]
     # landmarks in the crop's own normalised coordinates (z scales like x)
     x0, y0, side = boxes[:count, :1, None], boxes[:count, 1:2, None], boxes[:count, 2:3, None]
@@ -158,6 +187,8 @@ def ingest_person(url: str, image_size: int, cfg: PersonIngestConfig | None = No
     report = {"source": url, "duration_s": round(info.duration_s, 2), "frames": count,
               "source_size": [width, height], "rotation": info.rotation, "source_fps": info.fps,
               "source_audio": {"codec": info.audio_codec, "sample_rate": info.sample_rate, "channels": info.channels},
+              "used_s": round(count / FPS, 2),
+              "left_out_s": round(info.duration_s - count / FPS, 2) if info.duration_s > cfg.max_seconds else 0.0,
               "usable_fraction": round(found, 4), "face_px": round(float(face_px), 1),
               "crop_side_px": round(float(boxes[0, 2]), 1), "image_size": image_size}
     return PersonVideo(frames, audio.astype(np.float32), lmk, track.blendshapes[:count], track.found[:count],
@@ -165,18 +196,35 @@ def ingest_person(url: str, image_size: int, cfg: PersonIngestConfig | None = No
 
 
 def cut_box(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """The square `box` (x0, y0, side) of an RGB frame resampled to size² (edge pixels repeat outside)."""
-    from scipy.ndimage import map_coordinates
+    """The square `box` (x0, y0, side) of an RGB frame resampled to size² (edge pixels repeat outside).
 
-    x0, y0, side = box
-    centres = (np.arange(size) + 0.5) * side / size - 0.5
-    rows, cols = np.meshgrid(y0 + centres, x0 + centres, indexing="ij")
-    # a crop shrinks the picture many times: average a few samples per output pixel against aliasing
-    step = side / size
-    offsets = (np.arange(3) - 1) * step / 3
-    out = np.zeros((size, size, 3), np.float32)
-    for dy in offsets:
-        for dx in offsets:
-            for c in range(3):
-                out[..., c] += map_coordinates(rgb[..., c], [rows + dy, cols + dx], order=1, mode="nearest")
-    return np.clip(out / len(offsets) ** 2 + 0.5, 0, 255).astype(np.uint8)
+    A crop shrinks the picture many times: the box's region is first averaged over k×k blocks (k = side // size,
+    against aliasing; the blocks sit on one grid of the frame), then sampled bilinearly at each output pixel's
+    centre, so a box that glides by a fraction of a pixel moves the crop smoothly. A 1080-px box to 256² takes
+    ~5 ms on this CPU; the 3×3-supersampled scipy resampling before it took 35 ms, 85 % of a 1080p video's
+    crop pass.
+    """
+    x0, y0, side = (float(v) for v in box)
+    height, width = rgb.shape[:2]
+    k = max(1, int(side // size))
+    # the source pixels the crop can touch (with a block of margin), as float CHW; the blocks lie on one grid for
+    # every box (multiples of k), so a gliding box never re-cuts them
+    left, top = max(0, (int(np.floor(x0)) // k - 1) * k), max(0, (int(np.floor(y0)) // k - 1) * k)
+    right, bottom = min(width, int(np.ceil(x0 + side)) + 2 * k), min(height, int(np.ceil(y0 + side)) + 2 * k)
+    if right <= left or bottom <= top:  # the box lies wholly outside: repeat the nearest edge pixels
+        left, right = (0, 1) if right <= 0 else (width - 1, width) if left >= width else (left, right)
+        top, bottom = (0, 1) if bottom <= 0 else (height - 1, height) if top >= height else (top, bottom)
+    region = torch.from_numpy(np.ascontiguousarray(rgb[top:bottom, left:right])).permute(2, 0, 1)[None].float()
+    if k > 1 and min(region.shape[-2:]) >= k:
+        region = F.avg_pool2d(region, k, ceil_mode=True)
+    else:
+        k = 1
+    # output pixel centres in source pixel-centre coordinates, then in the pooled region's (block centres)
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) * side / size - 0.5
+    xs = (x0 + centres - left - (k - 1) / 2) / k
+    ys = (y0 + centres - top - (k - 1) / 2) / k
+    rows, cols = region.shape[-2:]
+    grid = torch.stack(torch.meshgrid(xs / max(cols - 1, 1) * 2 - 1, ys / max(rows - 1, 1) * 2 - 1, indexing="xy"),
+                       -1)
+    out = F.grid_sample(region, grid[None].float(), mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0].permute(1, 2, 0).add(0.5).clamp(0, 255).to(torch.uint8).numpy()

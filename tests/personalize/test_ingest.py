@@ -7,6 +7,7 @@ import functools
 
 import av
 import numpy as np
+import pydantic
 import pytest
 
 from datasets.errors import ReplicaError
@@ -43,6 +44,26 @@ def test_a_talking_face_becomes_a_stable_crop_with_landmarks(tmp_path):
     assert (person.lmk[..., :2] > 0.02).all() and (person.lmk[..., :2] < 0.98).all()
     assert np.ptp(person.boxes[:, 2]) == 0
     assert np.abs(np.diff(person.boxes[:, :2], axis=0)).max() < 2.0  # pixels per frame: glides, never jumps
+
+
+def test_only_the_first_max_seconds_of_a_long_video_are_used_and_the_report_says_what_was_left_out(tmp_path):
+    person = ingest_person(write(tmp_path / "long.mp4", frames()), 64, CFG.model_copy(update={"max_seconds": 2.0}))
+    assert person.frames.shape[0] == len(person.lmk) == len(person.boxes) == 50
+    assert len(person.audio) == 50 * 640
+    assert person.report["used_s"] == 2.0 and person.report["left_out_s"] == pytest.approx(1.0, abs=0.05)
+    whole = ingest_person(write(tmp_path / "whole.mp4", frames()), 64, CFG)
+    assert whole.report["left_out_s"] == 0.0 and whole.report["used_s"] == 3.0
+    # the same frames tracked the same way whether or not the rest follows (in source pixels: the crop's smoothing
+    # sees a different end)
+    def source_px(p):
+        return p.lmk[..., :2] * p.boxes[:, None, 2:3] + p.boxes[:, None, :2]
+
+    np.testing.assert_allclose(source_px(person), source_px(whole)[:50], atol=1e-3)
+
+
+def test_a_maximum_length_below_the_minimum_is_a_config_error():
+    with pytest.raises(pydantic.ValidationError, match="max_seconds"):
+        PersonIngestConfig(min_seconds=30.0, max_seconds=10.0)
 
 
 def test_crop_boxes_stay_inside_the_frame_even_where_the_margin_would_reach_past_it():
@@ -123,3 +144,21 @@ def test_bad_videos_are_rejected_with_the_reason(tmp_path, case, reason):
         ingest_person(str(path), 64, cfg)
     message = str(err.value)
     assert message.startswith(str(path)) and reason in message and "\n" not in message
+
+
+def test_the_face_crop_is_an_antialiased_resample_that_glides_smoothly():
+    from personalize.ingest import cut_box
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (360, 640, 3)).astype(np.uint8)  # noise: the hardest case for aliasing
+    # a box on the block grid, 4× the crop: each crop pixel is the mean of its 4×4 source block
+    crop = cut_box(frame, np.array([100.0, 40.0, 256.0]), 64).astype(float)
+    blocks = frame[40:296, 100:356].reshape(64, 4, 64, 4, 3).mean((1, 3))
+    assert np.abs(crop - blocks).max() <= 1.0
+    # a box gliding by quarter pixels changes the crop by the same small amount at every step
+    steps = [cut_box(frame, np.array([100.0 + d, 40.0, 256.0]), 64).astype(float) for d in np.arange(0, 3.01, 0.25)]
+    changes = [np.abs(b - a).mean() for a, b in zip(steps, steps[1:])]
+    assert max(changes) < 1.15 * min(changes)
+    # a box reaching past the frame repeats the edge pixels
+    edge = cut_box(frame, np.array([600.0, 0.0, 80.0]), 40)
+    assert (edge[:, -10:] == edge[:, -11:-10]).all()
