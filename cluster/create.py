@@ -20,8 +20,11 @@ avatar's (`price_of_tracking`; that avatar is measured, never shipped).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import re
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -119,7 +122,8 @@ def _ingest(bundle: str, video: str, cfg) -> tuple[dict, dict]:
                         _npz(lmk=person.lmk, blendshapes=person.blendshapes, found=person.found, boxes=person.boxes))
     storage.write_json(storage.join(bundle, "ingest/report.json"), person.report)
     outputs = {"crop": "ingest/crop.mp4", "face": "ingest/face.npz", "report": "ingest/report.json"}
-    return outputs, {k: person.report[k] for k in ("frames", "usable_fraction", "face_px", "rotation")}
+    return outputs, {k: person.report[k] for k in ("frames", "used_s", "left_out_s", "usable_fraction", "face_px",
+                                                    "rotation")}
 
 
 def _track(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
@@ -178,8 +182,15 @@ def _finetune(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     truth = true_person(video)
     data = PersonData(wav, person.params.as_dict(), truth.params.as_dict() if truth is not None else None)
     progress = storage.join(bundle, "finetune/progress.json")
+
+    def on_result(rows: list[dict]) -> None:
+        storage.write_json(progress, {"trials": rows})
+        best = min(row["validation_lve_mm"] for row in rows)
+        print(f"finetune: {len(rows)}/{cfg.finetune.trials} trials reporting, best validation LVE {best:.2f} mm",
+              file=sys.stderr, flush=True)
+
     result = finetune_animator(data, cfg.finetune, storage.join(bundle, "finetune/search"), device,
-                               on_result=lambda rows: storage.write_json(progress, {"trials": rows}))
+                               on_result=on_result)
     save_export(result.export, storage.join(bundle, "finetune/animator.pt"))
     storage.write_json(storage.join(bundle, "finetune/search.json"), {"metrics": result.metrics,
                                                                        "trials": result.trials})
@@ -201,7 +212,7 @@ def _avatar(bundle: str, video: str, cfg, device: str, renderer: str) -> tuple[d
     frames = media.read_video(storage.join(bundle, "ingest/crop.mp4"))[:person.n_frames]
     avatar_cfg = cfg.avatar.model_copy(update={"backend": renderer if cfg.avatar.backend == "auto"
                                                else cfg.avatar.backend})
-    result = fit_avatar(frames, person.params, person.camera, avatar_cfg, cfg.refine, device=device, progress=False)
+    result = fit_avatar(frames, person.params, person.camera, avatar_cfg, cfg.refine, device=device, progress=True)
     save_fit(result, storage.join(bundle, "avatar/avatar.pt"))
     outputs = {"avatar": "avatar/avatar.pt", "quality": "avatar/avatar.quality.json"}
     if result.sheet is not None:
@@ -257,7 +268,7 @@ def price_of_tracking(video: str, truth: PersonParams, boxes: np.ndarray, tracke
     camera = Camera(source.viewmat, K, size, size)
     params = select_frames(truth.params, torch.arange(n))
     fit = fit_avatar(frames, params, camera, avatar_cfg, refine_cfg.model_copy(update={"enabled": False}),
-                     device=device, progress=False)
+                     device=device, progress=True)
     true = fit.quality.get("heldout", {}).get("splat")
     if true is None:
         return {}
@@ -271,24 +282,70 @@ def price_of_tracking(video: str, truth: PersonParams, boxes: np.ndarray, tracke
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+class _ProgressLines(io.TextIOBase):
+    """A step task's stderr: the last progress line its bars print (`datasets.progress`: plain lines, at most one
+    every few seconds off a terminal) is written to `steps/<step>.progress` for the driver to show while it waits;
+    anything else (warnings) goes on to the real stderr, the worker's log."""
+
+    PROGRESS = re.compile(r"^(ingest|track|voice|finetune|avatar|refiner)\b")
+
+    def __init__(self, url: str, stream):
+        self.url, self.stream, self._pending = url, stream, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        progress = [line.strip() for line in lines if self.PROGRESS.match(line.strip())]
+        for line in lines:
+            if line.strip() and not self.PROGRESS.match(line.strip()):
+                self.stream.write(line + "\n")
+        if progress:
+            storage.write_text(self.url, progress[-1])
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def progress_url(bundle: str, step: str) -> str:
+    """Where a running step's latest progress line is (removed when the step finishes)."""
+    return storage.join(bundle, "steps", f"{step}.progress")
+
+
 def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: str, s3: storage.S3Options,
              device: str, renderer: str) -> dict:
     """Body of a step's Ray task: run the step, write its outputs and record (returns the record as a dict)."""
     storage.configure(s3)
     started = time.perf_counter()
-    if step == "ingest":
-        outputs, metrics = _ingest(bundle, video, cfg)
-    elif step == "track":
-        outputs, metrics = _track(bundle, video, cfg, device)
-    elif step == "voice":
-        outputs, metrics = _voice(bundle, video, cfg)
-    elif step == "finetune":
-        outputs, metrics = _finetune(bundle, video, cfg, device)
-    else:
-        outputs, metrics = _avatar(bundle, video, cfg, device, renderer)
+    with contextlib.redirect_stderr(_ProgressLines(progress_url(bundle, step), sys.stderr)):
+        if step == "ingest":
+            outputs, metrics = _ingest(bundle, video, cfg)
+        elif step == "track":
+            outputs, metrics = _track(bundle, video, cfg, device)
+        elif step == "voice":
+            outputs, metrics = _voice(bundle, video, cfg)
+        elif step == "finetune":
+            outputs, metrics = _finetune(bundle, video, cfg, device)
+        else:
+            outputs, metrics = _avatar(bundle, video, cfg, device, renderer)
     record = StepRecord(step, inputs, outputs, {}, round(time.perf_counter() - started, 1), metrics)
     write_step(bundle, record)
+    if storage.exists(progress_url(bundle, step)):
+        storage.remove(progress_url(bundle, step))
     return record.__dict__
+
+
+def _wait(ray, ref, bundle: str, step: str, console: Console, every_s: float = 5.0) -> dict:
+    """The step task's result; meanwhile its latest progress line, whenever it changes."""
+    shown = None
+    while not ray.wait([ref], timeout=every_s)[0]:
+        try:
+            line = storage.read_text(progress_url(bundle, step)).strip()
+        except ReplicaError:  # not written yet, or removed as the step finished
+            continue
+        if line and line != shown:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+            shown = line
+    return ray.get(ref)
 
 
 def create_replica(video: str, out: str, settings: CreateSettings, runtime: RuntimeConfig | None = None,
@@ -319,8 +376,9 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
             task = ray.remote(run_step).options(num_cpus=STEP_CPUS[step], num_gpus=gpus, max_retries=0)
             console.print(f"  {step}: running (cpus {STEP_CPUS[step]}, gpus {gpus})", highlight=False)
             try:
-                record = StepRecord(**ray.get(task.remote(step, out, video, settings, inputs, storage.s3_options(),
-                                                          resolved.device, resolved.renderer)))
+                ref = task.remote(step, out, video, settings, inputs, storage.s3_options(), resolved.device,
+                                  resolved.renderer)
+                record = StepRecord(**_wait(ray, ref, out, step, console))
             except ray.exceptions.RayTaskError as err:
                 cause = err.cause if isinstance(getattr(err, "cause", None), Exception) else err
                 if isinstance(cause, ReplicaError):
@@ -343,8 +401,15 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
 def quality_lines(metrics: dict) -> list[str]:
     """The creation's quality in a few lines (per step, and against the truth for a synthetic person)."""
     lines = []
-    track, voice, tune = metrics.get("track", {}), metrics.get("voice", {}), metrics.get("finetune", {})
-    avatar = metrics.get("avatar", {})
+    ingest, track, voice = metrics.get("ingest", {}), metrics.get("track", {}), metrics.get("voice", {})
+    tune, avatar = metrics.get("finetune", {}), metrics.get("avatar", {})
+    if ingest:
+        line = (f"ingest: {ingest['frames']} frames, face found in {100 * ingest['usable_fraction']:.0f}%, "
+                f"{ingest['face_px']:.0f} px tall")
+        if ingest.get("left_out_s"):
+            line += (f"; only the first {ingest['used_s']:.0f} s were used, {ingest['left_out_s']:.0f} s left out "
+                     "(creation.max_seconds)")
+        lines.append(line)
     if track:
         line = f"tracking: landmarks {track['landmark_px_mean']:.2f} px from MediaPipe's"
         if "truth" in track:

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from datasets.config import Section
 from datasets.errors import ReplicaError
+from datasets.progress import progress_bar
 from datasets.schema import EXPRESSION_NAMES, FPS
 from foundation.camera import Camera
 from foundation.head import FaceParams, HeadModel, PersonParams, UVTexture, default_head_model, render_soft
@@ -192,7 +193,7 @@ def fit_landmarks(lmk: np.ndarray, blendshapes: np.ndarray, found: np.ndarray, w
         return (per_frame * weight).sum() / weight.sum()
 
     rigid = torch.optim.Adam([variables.log_focal, variables.neck, variables.trans], lr=cfg.lr)
-    for _ in range(cfg.rigid_iterations):
+    for _ in progress_bar(range(cfg.rigid_iterations), desc="track: rigid warm-up"):
         loss = landmark_loss() + cfg.smoothness * _acceleration(variables.neck, variables.trans)
         rigid.zero_grad()
         loss.backward()
@@ -201,7 +202,7 @@ def fit_landmarks(lmk: np.ndarray, blendshapes: np.ndarray, found: np.ndarray, w
     # Adam at a fixed rate ends wherever its last steps jittered it; a cosine decay lets the fit settle (landmark
     # residual 0.69 → 0.24 px on exact landmarks of a synthetic person)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(full, cfg.iterations, eta_min=cfg.lr * 0.02)
-    for _ in range(cfg.iterations):
+    for _ in progress_bar(range(cfg.iterations), desc="track: landmarks"):
         expr = torch.sigmoid(variables.expr_logit)
         loss = (landmark_loss() + cfg.shape_prior * (variables.shape**2).mean()
                 + cfg.expr_prior * (expr**2).sum(-1).mean()
@@ -286,7 +287,7 @@ def refine_photometric(frames: np.ndarray, params: FaceParams, camera: Camera, c
 
     with torch.no_grad():
         before, _ = photometric()
-    for step in range(cfg.photometric_iterations):
+    for step in progress_bar(range(cfg.photometric_iterations), desc="track: photometric"):
         l1, _ = photometric()
         smooth = torch.sparse.mm(laplacian, detail / 0.01).pow(2).sum(-1).mean()
         loss = (l1 + cfg.photometric_shape_prior * (shape**2).mean() + cfg.detail_laplacian * smooth * 1e-3

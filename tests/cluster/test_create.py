@@ -215,3 +215,46 @@ def test_real_footage_becomes_a_replica(ray_cluster, tmp_path, corpora_config):
     assert metrics["track"]["landmark_px_median"] < 2.0  # at the 48² crop
     assert "truth" not in metrics["track"] and "truth" not in metrics["voice"]  # real footage has none
     assert verify(str(tmp_path / "bundle"))["ok"]
+
+
+def _slow_step(url: str) -> str:
+    """A step's task body in miniature: progress bars (plain lines every 0.2 s) and a warning, on the step's stderr."""
+    import contextlib
+    import sys
+    import warnings
+
+    from cluster.create import _ProgressLines
+    from datasets.progress import progress_bar
+
+    with contextlib.redirect_stderr(_ProgressLines(url, sys.stderr)):
+        warnings.warn("a warning is no progress line")
+        for _ in progress_bar(range(12), desc="track: landmarks", interval_s=0.2):
+            time.sleep(0.1)
+    return "done"
+
+
+def test_a_running_step_shows_its_progress_lines_while_the_driver_waits(ray_cluster, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from cluster.create import _wait, progress_url
+
+    bundle = str(tmp_path / "bundle")
+    out = io.StringIO()
+    ref = ray_cluster.remote(_slow_step).remote(progress_url(bundle, "track"))
+    assert _wait(ray_cluster, ref, bundle, "track", Console(file=out, width=200), every_s=0.3) == "done"
+    shown = out.getvalue().splitlines()
+    assert len(shown) >= 2 and all(line.startswith("  track: landmarks") for line in shown), shown
+    assert any("/12" in line for line in shown) and "warning" not in out.getvalue()
+
+
+def test_the_quality_lines_say_when_the_end_of_a_long_video_was_left_out():
+    from cluster.create import quality_lines
+
+    ingest = {"frames": 7500, "used_s": 300.0, "left_out_s": 912.4, "usable_fraction": 0.97, "face_px": 410.0,
+              "rotation": 0}
+    assert quality_lines({"ingest": ingest}) == [
+        "ingest: 7500 frames, face found in 97%, 410 px tall; only the first 300 s were used, 912 s left out "
+        "(creation.max_seconds)"]
+    assert "left out" not in quality_lines({"ingest": ingest | {"left_out_s": 0.0}})[0]
