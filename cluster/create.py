@@ -37,7 +37,8 @@ from datasets.errors import ReplicaError
 from datasets.schema import FPS
 from foundation.head import PersonParams
 from foundation.models import RELEASE_FILES, release_info
-from personalize.bundle import STEPS, StepRecord, finished_step, fingerprint, sha256_of, write_manifest, write_step
+from personalize.bundle import (STEPS, StepRecord, finished_step, fingerprint, progress_url, sha256_of,
+                                write_manifest, write_step)
 from personalize.finetune import FinetuneConfig, check_foundation
 from personalize.groundtruth import tracking_errors, true_person, true_voice
 from personalize.ingest import PersonIngestConfig
@@ -304,11 +305,6 @@ class _ProgressLines(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
-
-
-def progress_url(bundle: str, step: str) -> str:
-    """Where a running step's latest progress line is (removed when the step finishes)."""
-    return storage.join(bundle, "steps", f"{step}.progress")
 
 
 def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: str, s3: storage.S3Options,

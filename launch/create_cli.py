@@ -57,7 +57,8 @@ def verify(bundle: str = typer.Argument(..., help="A replica bundle folder (path
 
 def ls(prefix: Optional[str] = typer.Argument(None, help="Folder holding bundles (default: <storage.root>/replicas)."),
        config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):
-    """List the replicas under a folder with their state (complete, or partial and the last finished step)."""
+    """List the replicas under a folder with their state (complete, or partial and the last finished step) and the
+    latest progress line of a step that is running or stopped."""
     from personalize.bundle import list_bundles
 
     cfg = load(config, overrides)
@@ -65,6 +66,8 @@ def ls(prefix: Optional[str] = typer.Argument(None, help="Folder holding bundles
     bundles = list_bundles(prefix)
     for row in bundles:
         step = f" (last finished step: {row['last_step']})" if row["state"] == "partial" else ""
+        if row["progress"]:
+            step += f" — last progress: {row['progress']}"
         console.print(f"{row['state']:<9} {row['url']}{step}", highlight=False)
     console.print(f"{len(bundles)} replicas under {prefix}", highlight=False)
 

@@ -2,6 +2,7 @@
 
     <bundle>/
       steps/<step>.json      one record per finished step: its inputs' fingerprint, outputs with sha256, seconds
+      steps/<step>.progress  the running step's latest progress line (removed when it finishes)
       ingest/ track/ voice/  the steps' artifacts (crop video, params.npz, texture, voice.json, animator.pt,
       finetune/ avatar/      idle.json, avatar.pt, sheets, JSON)
       replica.json           written last: versions, the input video's hash, every artifact's URL and sha256,
@@ -134,12 +135,27 @@ def verify(bundle: str) -> dict:
     return {"ok": not problems, "checked": len(manifest["artifacts"]), "problems": problems}
 
 
+def progress_url(bundle: str, step: str) -> str:
+    """Where a running step's latest progress line is (removed when the step finishes)."""
+    return storage.join(bundle, "steps", f"{step}.progress")
+
+
 def bundle_state(bundle: str) -> dict:
-    """{"url", "state": complete | partial | empty, "last_step"} of a bundle folder, from storage alone."""
+    """{"url", "state": complete | partial | empty, "last_step", "progress"} of a bundle folder, from storage alone.
+
+    progress: the latest progress line of the step after the last finished one — running now, or where it
+    stopped (storage cannot tell which) — or None."""
     if storage.exists(storage.join(bundle, MANIFEST)):
-        return {"url": bundle, "state": "complete", "last_step": STEPS[-1]}
+        return {"url": bundle, "state": "complete", "last_step": STEPS[-1], "progress": None}
     done = [s for s in STEPS if storage.exists(step_url(bundle, s))]
-    return {"url": bundle, "state": "partial" if done else "empty", "last_step": done[-1] if done else None}
+    progress = None
+    if len(done) < len(STEPS):
+        try:
+            progress = storage.read_text(progress_url(bundle, STEPS[len(done)])).strip() or None
+        except ReplicaError:  # not started, or finished in between
+            pass
+    return {"url": bundle, "state": "partial" if done else "empty", "last_step": done[-1] if done else None,
+            "progress": progress}
 
 
 def list_bundles(prefix: str) -> list[dict]:

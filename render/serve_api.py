@@ -231,11 +231,12 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     @api.get("/v1/replicas")
     async def replicas() -> list[dict]:
-        """Replica bundles in storage: id, state (complete | partial) and the last finished creation step."""
+        """Replica bundles in storage: id, state (complete | partial), the last finished creation step and the
+        latest progress line of the step after it (running or stopped; null when none)."""
         bundles = await asyncio.to_thread(list_bundles, gateway.replicas_url) \
             if await asyncio.to_thread(storage.exists, gateway.replicas_url) else []
-        return [{"id": b["url"].rstrip("/").rsplit("/", 1)[-1], "state": b["state"], "last_step": b["last_step"]}
-                for b in bundles]
+        return [{"id": b["url"].rstrip("/").rsplit("/", 1)[-1], "state": b["state"], "last_step": b["last_step"],
+                 "progress": b["progress"]} for b in bundles]
 
     @api.post("/v1/videos", status_code=202)
     async def create_video(body: VideoRequest, wait: bool = False) -> Job:

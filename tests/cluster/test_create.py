@@ -151,11 +151,14 @@ def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
     # a crash after fine-tuning: the avatar step's record and the manifest never got written
     storage.remove(step_url(bundle, "avatar"))
     storage.remove(storage.join(bundle, MANIFEST))
-    assert bundle_state(bundle) == {"url": bundle, "state": "partial", "last_step": "finetune"}
+    storage.write_text(storage.join(bundle, "steps", "avatar.progress"), "avatar:  40%|####   | 12/30")
+    assert bundle_state(bundle) == {"url": bundle, "state": "partial", "last_step": "finetune",
+                                    "progress": "avatar:  40%|####   | 12/30"}
     # the price of tracking (a second avatar) was measured by the first create: resuming retrains only the bundle's
     resumed = create_replica(video, bundle, settings(created["animator"], "creation.price_of_tracking=false"))
     assert [s["status"] for s in resumed["steps"].values()] == ["skipped"] * 4 + ["done"]
     assert [row["state"] for row in list_bundles(bundle.rsplit("/", 1)[0])] == ["complete"]
+    assert not storage.exists(storage.join(bundle, "steps", "avatar.progress"))  # the finished step removed it
 
 
 def test_create_with_a_missing_foundation_animator_is_a_clear_error_before_any_step(created, tmp_path):
@@ -258,3 +261,19 @@ def test_the_quality_lines_say_when_the_end_of_a_long_video_was_left_out():
         "ingest: 7500 frames, face found in 97%, 410 px tall; only the first 300 s were used, 912 s left out "
         "(creation.max_seconds)"]
     assert "left out" not in quality_lines({"ingest": ingest | {"left_out_s": 0.0}})[0]
+
+
+def test_replica_ls_shows_each_bundle_state_and_where_a_running_step_is(tmp_path):
+    replicas = tmp_path / "replicas"
+    (replicas / "ann" / "steps").mkdir(parents=True)
+    (replicas / "ann" / "steps" / "ingest.json").write_text("{}")
+    (replicas / "ann" / "steps" / "track.progress").write_text("track: landmarks:  48%|#####  | 96/200\n")
+    (replicas / "bob" / "steps").mkdir(parents=True)
+    (replicas / "bob" / "steps" / "ingest.progress").write_text("ingest: tracking the face:  13%| | 403/3000\n")
+    done = subprocess.run([REPLICA, "ls", str(replicas)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"partial   {replicas}/ann (last finished step: ingest) — last progress: track: landmarks:  48%|#####  | " \
+           "96/200" in lines, lines
+    assert f"empty     {replicas}/bob — last progress: ingest: tracking the face:  13%| | 403/3000" in lines, lines
+    assert lines[-1] == f"2 replicas under {replicas}"
