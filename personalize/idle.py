@@ -39,7 +39,7 @@ BLINK_HALF_WIDTH_S = np.array([0.06, 0.16])
 """Range of a blink's duration at half closure, seconds (blinks last 100–400 ms end to end)."""
 RENDER_DEPTH = 0.8
 """Least closure a blink is rendered with. Trackers under-report eyelid closure — MediaPipe's eyeBlink peaks at
-0.2–0.3, and the fitted expression at 0.1–0.15, on the synthetic world's fully closed blinks — so a detected
+0.2–0.3, and the fitted expression at 0.1–0.2, on the synthetic world's fully closed blinks — so a detected
 blink is drawn at least this closed."""
 
 
