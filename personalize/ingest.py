@@ -199,10 +199,10 @@ def cut_box(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """The square `box` (x0, y0, side) of an RGB frame resampled to size² (edge pixels repeat outside).
 
     A crop shrinks the picture many times: the box's region is first averaged over k×k blocks (k = side // size,
-    against aliasing; the blocks sit on one grid of the frame), then sampled bilinearly at each output pixel's
-    centre, so a box that glides by a fraction of a pixel moves the crop smoothly. A 1080-px box to 256² takes
-    ~5 ms on this CPU; the 3×3-supersampled scipy resampling before it took 35 ms, 85 % of a 1080p video's
-    crop pass.
+    the blocks on one grid of the frame), then sampled bilinearly at 3×3 points around each output pixel's centre
+    (the rest of the shrink, 1–2×, anti-aliased as before; a box that glides by a fraction of a pixel moves the
+    crop smoothly). It replaced a scipy resampling (3×3 bilinear samples on the whole frame, ±side/size/3 apart)
+    that took 85 % of a 1080p video's crop pass; a 1080-px box to 256² is 4.3× faster than that, side by side.
     """
     x0, y0, side = (float(v) for v in box)
     height, width = rgb.shape[:2]
@@ -224,7 +224,14 @@ def cut_box(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     xs = (x0 + centres - left - (k - 1) / 2) / k
     ys = (y0 + centres - top - (k - 1) / 2) / k
     rows, cols = region.shape[-2:]
-    grid = torch.stack(torch.meshgrid(xs / max(cols - 1, 1) * 2 - 1, ys / max(rows - 1, 1) * 2 - 1, indexing="xy"),
-                       -1)
-    out = F.grid_sample(region, grid[None].float(), mode="bilinear", padding_mode="border", align_corners=True)
-    return out[0].permute(1, 2, 0).add(0.5).clamp(0, 255).to(torch.uint8).numpy()
+    # what the blocks leave of the shrink (r = 1–2×) is anti-aliased by 3×3 bilinear samples spread over the
+    # output pixel's footprint (r block pixels; one sample covers one): ±(r − 1)/2, a single point at r = 1
+    spread = (side / size / k - 1) / 2
+    out = torch.zeros(1, 3, size, size)
+    for dy in (-spread, 0.0, spread):
+        for dx in (-spread, 0.0, spread):
+            grid = torch.stack(torch.meshgrid((xs + dx) / max(cols - 1, 1) * 2 - 1,
+                                              (ys + dy) / max(rows - 1, 1) * 2 - 1, indexing="xy"), -1)
+            out += F.grid_sample(region, grid[None].float(), mode="bilinear", padding_mode="border",
+                                 align_corners=True)
+    return (out[0] / 9).permute(1, 2, 0).add(0.5).clamp(0, 255).to(torch.uint8).numpy()
