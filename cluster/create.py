@@ -174,10 +174,12 @@ def _finetune(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     from foundation.head import load_params
     from foundation.models import save_export
     from personalize.finetune import PersonData, finetune_animator
-    from personalize.idle import fit_idle
+    from personalize.idle import BLINK, fit_idle
 
     person = load_params(storage.join(bundle, "track/params.npz"))
-    idle = fit_idle(person.params, person.fps)
+    with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
+        lids = face["blendshapes"][: len(person.params.expr), list(BLINK)].mean(axis=1)  # MediaPipe's eyeBlink
+    idle = fit_idle(person.params, person.fps, lids)
     storage.write_json(storage.join(bundle, "finetune/idle.json"), idle.to_json())
     wav = media.read_audio(storage.join(bundle, "ingest/crop.mp4"))
     truth = true_person(video)

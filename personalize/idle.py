@@ -2,9 +2,9 @@
 for any stretch of a new render so the face is not frozen above the mouth.
 
 The animator drives the mouth and jaw from audio; what it does not know is how often *this* person blinks, how
-much their brows move and how their head sways. `fit_idle` measures that on the tracked parameters
-(`IdleStats`, stored in the bundle as `finetune/idle.json`); `idle_motion` turns the statistics into additive
-per-frame offsets for frames [start, start + n) of a render.
+much their brows move and how their head sways. `fit_idle` measures that on the tracked parameters (the
+blinks on MediaPipe's eyeBlink scores when given; `IdleStats`, stored in the bundle as `finetune/idle.json`);
+`idle_motion` turns the statistics into additive per-frame offsets for frames [start, start + n) of a render.
 
 `idle_motion` is a pure function of the absolute frame index, so a streaming renderer can ask for any window
 and get exactly the rows the whole render would have: blinks come from a seeded schedule drawn per fixed block
@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.ndimage import median_filter
 from scipy.signal import find_peaks
 
 from datasets.schema import FPS, N_EXPR, expression_indices
@@ -31,12 +32,19 @@ BLOCK = 256
 """Frames per block of the blink schedule (each block draws its own blinks from (seed, block index))."""
 WAVES = 6
 """Sinusoids summed per brow or head-rotation signal."""
-MIN_PROMINENCE = 0.05
-"""A blink must rise at least this far (eyeBlink weight) above its surroundings, and 4 noise levels (the
-signal's median absolute deviation): tracked blinks are shallow (see `RENDER_DEPTH`) but stand far above the
-open-eye jitter."""
+MIN_PROMINENCE = 0.1
+"""A blink must rise at least this far (eyelid closure, 0–1) above its surroundings, and `NOISE_MULTIPLE` noise
+levels."""
+NOISE_MULTIPLE = 8.0
+"""How many noise levels a blink must stand out by. The noise is the robust std of the eyelid signal less its
+one-second running median (the fast jitter, not the slow squints and laughs that also move the lids). Jitter
+alone (white, or smoothed over 1–3 frames; 5 minutes) has peaks this prominent at most 3 times a minute, and 10–29
+times a minute at 4 noise levels."""
 BLINK_HALF_WIDTH_S = np.array([0.06, 0.16])
 """Range of a blink's duration at half closure, seconds (blinks last 100–400 ms end to end)."""
+BLINK_MAX_WIDTH_S = 0.5
+"""A peak wider than this at half its prominence is a squint, a laugh or a look down, not a blink (blinks last
+0.1–0.4 s end to end; tracking's smoothing widens fitted ones to ~0.4 s at half closure)."""
 RENDER_DEPTH = 0.8
 """Least closure a blink is rendered with. Trackers under-report eyelid closure — MediaPipe's eyeBlink peaks at
 0.2–0.3, and the fitted expression at 0.1–0.2, on the synthetic world's fully closed blinks — so a detected
@@ -87,12 +95,16 @@ PRIOR_SECONDS = 20.0
 video without a visible blink gives ~11 blinks a minute (not a stare), a 2-minute one mostly its own count."""
 
 
-def fit_idle(params: FaceParams, fps: float) -> IdleStats:
+def fit_idle(params: FaceParams, fps: float, lids: np.ndarray | None = None) -> IdleStats:
     """Measure idle statistics on F frames of (tracked or true) parameters at `fps` frames per second.
 
-    Blinks are the peaks of the mean of eyeBlinkLeft/Right standing out by `MIN_PROMINENCE` and 4 noise levels,
-    at least 0.2 s apart; the rate is their count shrunk towards the typical rate (`PRIOR_SECONDS`); their duration is the peaks' width at half prominence. Too few frames
-    for a statistic (< 2) give the default's value.
+    Blinks are counted on `lids` ([F] eyelid closure, 0–1) — `replica create` passes MediaPipe's eyeBlink scores,
+    which see real blinks that the fitted lids smooth away (on a real woman's video the fitted lids peaked at her
+    squeezed-shut frowns and missed her quick blinks; MediaPipe's scores found those) — or, without it, on the mean
+    of the parameters' eyeBlinkLeft/Right. A blink is a peak standing out by `MIN_PROMINENCE` and `NOISE_MULTIPLE`
+    noise levels, at least 0.2 s from the next and at most `BLINK_MAX_WIDTH_S` wide; the rate is their count shrunk
+    towards the typical rate (`PRIOR_SECONDS`); their duration is the peaks' width at half prominence. Too few
+    frames for a statistic (< 2) give the default's value.
     """
     expr = params.expr.detach().cpu().numpy().astype(np.float64)  # [F, 52]
     head = (params.neck + params.rot).detach().cpu().numpy().astype(np.float64)  # [F, 3] radians
@@ -100,10 +112,13 @@ def fit_idle(params: FaceParams, fps: float) -> IdleStats:
     default = IdleStats.default()
     if n < 2:
         return IdleStats(**{**default.to_json(), "fps": float(fps)})
-    lid = expr[:, BLINK].mean(axis=1)
-    noise = 1.4826 * float(np.median(np.abs(lid - np.median(lid))))  # robust std of the open-eye jitter
-    peaks, shape = find_peaks(lid, prominence=max(MIN_PROMINENCE, 4 * noise), distance=max(1, round(0.2 * fps)),
-                              width=0, rel_height=0.5)
+    lid = expr[:, BLINK].mean(axis=1) if lids is None else np.asarray(lids, np.float64)
+    if lid.shape != (n,):
+        raise ValueError(f"lids has shape {lid.shape}: one eyelid closure per frame ({n}) expected")
+    jitter = lid - median_filter(lid, size=2 * round(fps / 2) + 1, mode="nearest")
+    noise = 1.4826 * float(np.median(np.abs(jitter - np.median(jitter))))  # robust std of the fast jitter
+    peaks, shape = find_peaks(lid, prominence=max(MIN_PROMINENCE, NOISE_MULTIPLE * noise),
+                              distance=max(1, round(0.2 * fps)), width=(0, BLINK_MAX_WIDTH_S * fps), rel_height=0.5)
     # Blinks are rare events (a few in 12 s): the count over a short video says little, so the rate is shrunk
     # towards a typical adult's, as if `PRIOR_SECONDS` of typical blinking had been watched too (a Gamma prior).
     rate = (len(peaks) + default.blink_rate * PRIOR_SECONDS) / (n / fps + PRIOR_SECONDS)
