@@ -37,13 +37,14 @@ debs:
 # The end-to-end demo and the GPU script's dry run are separate `replica`/bash processes (their own Ray, their
 # own subprocess waits) sharing no fixture with the rest, so they run beside the main session: on 2 cores the
 # suite's idle time (Ray start-ups, subprocesses, sleeps) overlaps, ~20% less wall time. Their log prints after.
+# The main session lists its 15 slowest tests: `make test` must stay under 15 minutes on 2 cores.
 SIDE_TESTS := tests/e2e tests/bench
 
 test: setup
 	$(VENV)/bin/lint-imports --cache-dir .cache/import-linter
 	@mkdir -p .cache
 	@$(PY) -m pytest -q $(SIDE_TESTS) > .cache/side-tests.log 2>&1 & side=$$!; \
-	$(PY) -m pytest -q $(addprefix --ignore=,$(SIDE_TESTS)); main=$$?; \
+	$(PY) -m pytest -q --durations=15 $(addprefix --ignore=,$(SIDE_TESTS)); main=$$?; \
 	wait $$side; side_rc=$$?; echo "== $(SIDE_TESTS) (run beside the rest)"; cat .cache/side-tests.log; \
 	test $$main -eq 0 && test $$side_rc -eq 0
 
