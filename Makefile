@@ -34,11 +34,11 @@ debs:
 	  fi; \
 	fi
 
-# The end-to-end demo and the GPU script's dry run are separate `replica`/bash processes (their own Ray, their
-# own subprocess waits) sharing no fixture with the rest, so they run beside the main session: on 2 cores the
-# suite's idle time (Ray start-ups, subprocesses, sleeps) overlaps, ~20% less wall time. Their log prints after.
+# The end-to-end demo, the GPU script's dry run and the cluster commands (create, jobs, fleet: `replica`
+# subprocesses, their own Ray heads) share no fixture with the rest, so they run beside the main session: on 2
+# cores the suite's idle time (Ray start-ups, subprocess waits, sleeps) overlaps. Their log prints after.
 # The main session lists its 15 slowest tests: `make test` must stay under 15 minutes on 2 cores.
-SIDE_TESTS := tests/e2e tests/bench
+SIDE_TESTS := tests/e2e tests/bench tests/cluster
 
 test: setup
 	$(VENV)/bin/lint-imports --cache-dir .cache/import-linter
