@@ -24,6 +24,7 @@ fine-tuning never ships something worse than it started from), the trial table a
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -232,8 +233,6 @@ def train_trial(trial: dict, data: PersonData, foundation: str, cfg: FinetuneCon
 
 
 def _tune_trainable(trial: dict, data: PersonData, foundation: str, cfg_json: str, device: str) -> None:
-    import logging
-
     import ray.tune
     from ray.tune import Checkpoint
 
@@ -294,6 +293,9 @@ def finetune_animator(data: PersonData, cfg: FinetuneConfig, work_url: str, devi
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     filesystem, storage_path = storage.arrow_filesystem(work_url)
+    race = _VanishedTempFile()
+    state_log = logging.getLogger("ray.tune.execution.experiment_state")
+    state_log.addFilter(race)
     try:
         tuner = ray.tune.Tuner(
             ray.tune.with_resources(trainable, resources), param_space=space,
@@ -320,6 +322,7 @@ def finetune_animator(data: PersonData, cfg: FinetuneConfig, work_url: str, devi
             if data.truth is not None:
                 truth = _truth_lve(data, before_pred, load_animator(shipped_url) if improved else None, spans)
     finally:
+        state_log.removeFilter(race)
         _remove(work_url)
     metrics = {"shipped": "best trial" if improved else "foundation (no trial beat it on validation)",
                "trials": len(trials), "stopped_early": sum(t["stopped_early"] for t in trials),
@@ -328,6 +331,23 @@ def finetune_animator(data: PersonData, cfg: FinetuneConfig, work_url: str, devi
                **{f"{span}_lve_mm_after": round(best.metrics[f"{span}_lve_mm"] if improved else before[span], 3)
                   for span in before}, **truth}
     return Finetuned(export, trials, metrics)
+
+
+class _VanishedTempFile(logging.Filter):
+    """Drops Tune's "Saving experiment state to storage ... failed" error when all that failed is the upload of a
+    temporary file that was renamed while it was being copied.
+
+    A forced experiment snapshot (one after every trial checkpoint, with one checkpoint kept) writes the new state
+    (a `.<uuid>-tmp-...json`, then renamed) *before* waiting for the previous upload of the same folder, and that
+    upload can list the temporary file and then not find it: a 25-line traceback in `replica create`'s output,
+    about a file whose renamed version the next upload carries (Tune writes everything once more at the end).
+    Any other failure to save the state is still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error)
+                    and record.getMessage().startswith("Saving experiment state"))
 
 
 def _remove(url: str) -> None:

@@ -114,3 +114,30 @@ def test_fine_tuning_needs_an_animator_export(tmp_path):
     save_export(audio_export(AudioEncoder().eval(), FeatureConfig(), []), audio)
     with pytest.raises(ReplicaError, match="is not an animator export"):
         finetune_animator(person(), FinetuneConfig(foundation=audio), str(tmp_path / "search"))
+
+
+def test_tunes_upload_of_a_renamed_temporary_state_file_is_not_reported_but_other_failures_are(caplog):
+    """Tune logs this when its background upload of the experiment folder lists a `.<uuid>-tmp-…` state file that
+    the next snapshot renames before the copy reaches it (pyarrow's message, as seen in a `replica create`)."""
+    import logging
+
+    from personalize.finetune import _VanishedTempFile
+
+    state_log = logging.getLogger("ray.tune.execution.experiment_state")
+    race = _VanishedTempFile()
+    state_log.addFilter(race)
+    vanished = FileNotFoundError("[Errno 2] Failed to open local file '/tmp/ray/session_x/artifacts/search/"
+                                 "driver_artifacts/.44356bd3-tmp-basic-variant-state-2026-12-07_17-43-44.json'")
+    failures = [vanished, FileNotFoundError("[Errno 2] Failed to open local file '/data/bundle/search'"),
+                PermissionError("[Errno 13] Permission denied: 's3://bucket/replicas/ann/finetune/search'")]
+    try:
+        with caplog.at_level(logging.ERROR, logger="ray.tune.execution.experiment_state"):
+            for error in failures:
+                try:
+                    raise error
+                except OSError:
+                    state_log.error("Saving experiment state to storage at 's3://b/search' failed with exception: ",
+                                    exc_info=True)
+    finally:
+        state_log.removeFilter(race)
+    assert [record.exc_info[1] for record in caplog.records] == failures[1:]
