@@ -7,8 +7,9 @@ sheet — `personalize.tracking`), **voice** (the TTS pool ranked against the pe
 `personalize.voice`), **finetune** (the foundation animator fine-tuned on the person's own speech and tracked
 parameters by a Ray Tune search, and their idle motion — `personalize.finetune`, `personalize.idle`),
 **avatar** (the Gaussian avatar + refiner trained on the crop frames against the *tracked* meshes, keeping the
-per-frame parameter corrections it learns — `render.fit`). A step whose record shows the same inputs and intact
-outputs is skipped, so a re-run after a crash resumes; `replica.json` is written last.
+per-frame parameter corrections it learns — `render.fit`). A step whose record shows the same inputs (its
+settings and every earlier step's outputs) and intact outputs is skipped, so a re-run after a crash resumes;
+`replica.json` is written last.
 
 The bundle then holds everything text → video needs: "voice/voice" (the chosen voice and prosody),
 "finetune/animator" (an animator export), "finetune/idle" (`IdleStats`), "track/params", "avatar/avatar".
@@ -103,9 +104,20 @@ def _sha256_once(url: str) -> str:
 
 
 def step_inputs(previous: str, settings: CreateSettings, step: str) -> str:
-    """The fingerprint of a step's inputs: the previous step's (or, for the first, the video's sha256) chained
-    with the step's settings. A step is skipped when its record carries the same fingerprint."""
+    """The fingerprint of a step's inputs: `previous` (the video's sha256 for the first step, else `after_step`'s
+    link) with the step's settings. A step is skipped when its record carries the same fingerprint."""
     return fingerprint({"after": previous, "config": settings.step_config(step)})
+
+
+def after_step(previous: str, record: StepRecord) -> str:
+    """The chain's link once a step has finished: every earlier step's outputs, not only this one's.
+
+    Steps read more than their predecessor's files — fine-tuning the tracked parameters two steps back, the
+    avatar the crop four back — so a person re-tracked (new tracking settings) must be fine-tuned and trained
+    again even when the voice step between them wrote the same file. (Chained on the last step's outputs alone,
+    a re-run did skip both, with the new tracking in the bundle and the old fine-tune and avatar beside it.)
+    """
+    return fingerprint({"after": previous, "outputs": record.sha256})
 
 
 def _npz(**arrays) -> bytes:
@@ -387,7 +399,7 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
             summary["steps"][step] = {"status": "skipped", "seconds": record.seconds}
         console.print(f"  {step}: {summary['steps'][step]['status']} ({record.seconds:.1f}s)", highlight=False)
         records.append(record)
-        previous = fingerprint(record.sha256)
+        previous = after_step(previous, record)
     manifest = write_manifest(out, video, video_sha, records,
                               {step: settings.step_config(step) for step in STEPS})
     summary["metrics"] = manifest["metrics"]

@@ -31,14 +31,13 @@ from typing import Any, Callable, Iterator, Literal
 from pydantic import Field, field_validator
 from rich.console import Console
 
-from cluster.create import STEP_CPUS, STEP_GPUS, CreateSettings, run_step, step_inputs
+from cluster.create import STEP_CPUS, STEP_GPUS, CreateSettings, after_step, run_step, step_inputs
 from cluster.fanout import Call, Failure, Fault, RetryPolicy, fan_out
 from cluster.runtime import RuntimeConfig, init_ray, resolve
 from datasets import storage
 from datasets.config import Section
 from datasets.errors import ReplicaError
-from personalize.bundle import (MANIFEST, STEPS, StepRecord, finished_step, fingerprint, list_bundles, sha256_of,
-                                write_manifest)
+from personalize.bundle import MANIFEST, STEPS, StepRecord, finished_step, list_bundles, sha256_of, write_manifest
 from personalize.finetune import check_foundation
 
 REPORT = "fleet-report.json"
@@ -148,7 +147,7 @@ def _check(bundle: str, video: str, settings: CreateSettings, steps: tuple[str, 
         if record is None:
             break
         records.append(record)
-        previous = fingerprint(record.sha256)
+        previous = after_step(previous, record)
     if len(records) == len(STEPS) and not storage.exists(storage.join(bundle, MANIFEST)):
         write_manifest(bundle, video, video_sha, records, {step: settings.step_config(step) for step in STEPS})
     return {"video_sha": video_sha, "previous": previous, "records": [r.__dict__ for r in records]}
@@ -264,7 +263,7 @@ def run_fleet(avatars: str, prefix: str, settings_for: Callable[[dict], CreateSe
             else:
                 skipped.append(step)
             records.append(out["record"])
-            previous = fingerprint(out["record"]["sha256"])
+            previous = after_step(previous, StepRecord(**out["record"]))
         return {"id": avatar.id, "ran": ran, "skipped": skipped}
 
     retry = RetryPolicy(cfg.retries, cfg.backoff_s, cfg.backoff_max_s)

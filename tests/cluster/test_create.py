@@ -18,12 +18,13 @@ import time
 import pytest
 import torch
 
-from cluster.create import CreateSettings, create_replica
+from cluster.create import CreateSettings, after_step, create_replica, step_inputs
 from datasets import storage
 from datasets.errors import ReplicaError
 from foundation.world import SynthConfig, synth_person
 from launch.config import load_config
-from personalize.bundle import MANIFEST, bundle_state, list_bundles, read_manifest, step_url, verify
+from personalize.bundle import (MANIFEST, StepRecord, bundle_state, list_bundles, read_manifest, step_url,
+                                verify)
 from tests.replica_cli import REPLICA
 
 OVERRIDES = [
@@ -159,6 +160,24 @@ def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
     assert [s["status"] for s in resumed["steps"].values()] == ["skipped"] * 4 + ["done"]
     assert [row["state"] for row in list_bundles(bundle.rsplit("/", 1)[0])] == ["complete"]
     assert not storage.exists(storage.join(bundle, "steps", "avatar.progress"))  # the finished step removed it
+
+
+def test_new_tracking_re_runs_every_later_step_even_where_the_voice_between_wrote_the_same_file():
+    """Fine-tuning reads the tracked parameters two steps back and the avatar the crop four back: a step's
+    fingerprint covers every earlier step's outputs (the voice step, which reads neither, writes the same file)."""
+    tiny = settings(None)
+
+    def fingerprints(tracked_sha: str) -> dict[str, str]:
+        outputs = {"ingest": "crop-1", "track": tracked_sha, "voice": "voice-1", "finetune": "animator-1",
+                   "avatar": "avatar-1"}
+        previous, inputs = "video-sha", {}
+        for step in STEPS_DONE:
+            inputs[step] = step_inputs(previous, tiny, step)
+            previous = after_step(previous, StepRecord(step, inputs[step], {}, {step: outputs[step]}, 1.0))
+        return inputs
+
+    before, after = fingerprints("params-1"), fingerprints("params-2")
+    assert [step for step in STEPS_DONE if before[step] != after[step]] == ["voice", "finetune", "avatar"]
 
 
 def test_create_with_a_missing_foundation_animator_is_a_clear_error_before_any_step(created, tmp_path):
