@@ -233,7 +233,7 @@ def _avatar(bundle: str, video: str, cfg, device: str, renderer: str) -> tuple[d
     if result.sheet is not None:
         write_png(storage.join(bundle, "avatar/sheet.png"), result.sheet)
         outputs["sheet"] = "avatar/sheet.png"
-    metrics = dict(result.quality.get("heldout", {}))
+    metrics = dict(result.quality.get("heldout", {})) | {"iterations": avatar_cfg.iterations}
     if "refiner" in result.quality:
         metrics["refiner"] = result.quality["refiner"]
     truth = true_person(video) if cfg.creation.price_of_tracking else None
@@ -408,6 +408,11 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     return summary
 
 
+FEW_AVATAR_STEPS = 1000
+"""Below this many avatar steps (the tiny preset's 300) a real person's avatar is their average face: the summary
+says so (docs/create.md, "On real footage": the Pexels avatar's eyes close after 1000 steps, not after 300)."""
+
+
 def quality_lines(metrics: dict) -> list[str]:
     """The creation's quality in a few lines (per step, and against the truth for a synthetic person)."""
     lines = []
@@ -459,4 +464,9 @@ def quality_lines(metrics: dict) -> list[str]:
             line += (f"; refiner {'kept' if verdict['kept'] else 'dropped'} "
                      f"({verdict['heldout_psnr_gain_db']:+.3f} dB on held-out frames)")
         lines.append(line)
+        steps = avatar.get("iterations")
+        if steps is not None and steps < FEW_AVATAR_STEPS and not avatar.get("truth"):
+            lines.append(f"avatar: trained for only {steps} steps — a real person's avatar then shows their average "
+                         "face and does not close its eyes; use --set avatar.iterations=2000 (minutes on a CPU at "
+                         "64²) or -c cluster on a GPU")
     return lines

@@ -282,6 +282,16 @@ def test_the_quality_lines_say_when_the_end_of_a_long_video_was_left_out():
     assert "left out" not in quality_lines({"ingest": ingest | {"left_out_s": 0.0}})[0]
 
 
+def test_the_summary_says_when_a_real_persons_avatar_had_too_few_steps():
+    from cluster.create import quality_lines
+
+    avatar = {"splat": {"psnr_db": 21.02, "ssim": 0.663, "frames": 225}, "iterations": 300}
+    assert quality_lines({"avatar": avatar})[1].startswith("avatar: trained for only 300 steps — a real person's")
+    assert len(quality_lines({"avatar": avatar | {"iterations": 2000}})) == 1
+    truth = {"psnr_db_true_params": 34.9, "price_of_tracking_db": 3.6, "box_shift_crop_px_max": 1.4}
+    assert len(quality_lines({"avatar": avatar | {"truth": truth}})) == 1  # a synthetic person: the truth says more
+
+
 def test_replica_ls_shows_each_bundle_state_and_where_a_running_step_is(tmp_path):
     replicas = tmp_path / "replicas"
     (replicas / "ann" / "steps").mkdir(parents=True)
