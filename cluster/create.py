@@ -126,6 +126,12 @@ def _npz(**arrays) -> bytes:
     return buffer.getvalue()
 
 
+def _face(bundle: str, *keys: str) -> list[np.ndarray]:
+    """Arrays of the ingest step's `ingest/face.npz` (lmk, blendshapes, found, boxes), in the order asked."""
+    with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
+        return [face[key] for key in keys]
+
+
 def _ingest(bundle: str, video: str, cfg) -> tuple[dict, dict]:
     from personalize.ingest import ingest_person
 
@@ -145,8 +151,7 @@ def _track(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     from render.video import write_png
 
     frames = media.read_video(storage.join(bundle, "ingest/crop.mp4"))
-    with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
-        lmk, blendshapes, found = face["lmk"], face["blendshapes"], face["found"]
+    lmk, blendshapes, found = _face(bundle, "lmk", "blendshapes", "found")
     n = min(len(frames), len(lmk))
     result = track(frames[:n], lmk[:n], blendshapes[:n], found[:n], cfg.tracking, device=device)
     save_params(storage.join(bundle, "track/params.npz"), result.person)
@@ -159,8 +164,7 @@ def _track(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     metrics = dict(result.metrics)
     truth = true_person(video)
     if truth is not None:
-        with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
-            metrics["truth"] = tracking_errors(result.person, truth, face["boxes"], result.detail)
+        metrics["truth"] = tracking_errors(result.person, truth, _face(bundle, "boxes")[0], result.detail)
     return outputs, metrics
 
 
@@ -189,8 +193,8 @@ def _finetune(bundle: str, video: str, cfg, device: str) -> tuple[dict, dict]:
     from personalize.idle import BLINK, fit_idle
 
     person = load_params(storage.join(bundle, "track/params.npz"))
-    with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
-        lids = face["blendshapes"][: len(person.params.expr), list(BLINK)].mean(axis=1)  # MediaPipe's eyeBlink
+    blendshapes = _face(bundle, "blendshapes")[0]
+    lids = blendshapes[: len(person.params.expr), list(BLINK)].mean(axis=1)  # MediaPipe's eyeBlink scores
     idle = fit_idle(person.params, person.fps, lids)
     storage.write_json(storage.join(bundle, "finetune/idle.json"), idle.to_json())
     wav = media.read_audio(storage.join(bundle, "ingest/crop.mp4"))
@@ -238,8 +242,7 @@ def _avatar(bundle: str, video: str, cfg, device: str, renderer: str) -> tuple[d
         metrics["refiner"] = result.quality["refiner"]
     truth = true_person(video) if cfg.creation.price_of_tracking else None
     if truth is not None and "splat" in metrics:
-        with np.load(io.BytesIO(storage.read_bytes(storage.join(bundle, "ingest/face.npz")))) as face:
-            boxes = face["boxes"]
+        boxes = _face(bundle, "boxes")[0]
         metrics["truth"] = price_of_tracking(video, truth, boxes[:person.n_frames], metrics["splat"], avatar_cfg,
                                              cfg.refine, device)
     return outputs, metrics

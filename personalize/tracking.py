@@ -41,9 +41,9 @@ from datasets.schema import EXPRESSION_NAMES, FPS
 from foundation.camera import Camera
 from foundation.head import FaceParams, HeadModel, PersonParams, UVTexture, default_head_model, render_soft
 from foundation.world.motion import JAW_OPEN_RAD
+from personalize.idle import BLINK
 
 JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")
-BLINKS = (EXPRESSION_NAMES.index("eyeBlinkLeft"), EXPRESSION_NAMES.index("eyeBlinkRight"))
 N_FACE = 468
 CAMERA_DISTANCE_M = 0.8
 """The camera sits this far in front of the head's rest position; translation and focal length do the rest."""
@@ -218,7 +218,7 @@ def fit_landmarks(lmk: np.ndarray, blendshapes: np.ndarray, found: np.ndarray, w
     # residual 0.69 → 0.24 px on exact landmarks of a synthetic person)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(full, cfg.iterations, eta_min=cfg.lr * 0.02)
     channel = torch.ones(len(EXPRESSION_NAMES), device=device)
-    channel[list(BLINKS)] = cfg.blink_weight
+    channel[list(BLINK)] = cfg.blink_weight
     for _ in progress_bar(range(cfg.iterations), desc="track: landmarks"):
         expr = torch.sigmoid(variables.expr_logit)
         loss = (landmark_loss() + cfg.shape_prior * (variables.shape**2).mean()

@@ -97,21 +97,22 @@ def test_vertex_error_ignores_the_unobservable_scale_and_expression_score_counts
 def test_a_blink_on_exact_landmarks_is_fitted_at_nearly_its_size_and_open_eyes_stay_open():
     """A blink closes in a few frames and moves a dozen landmarks: the fit's priors must not erase it."""
     from foundation.head import default_head_model
-    from personalize.tracking import BLINKS, base_camera, fit_landmarks
+    from personalize.idle import BLINK
+    from personalize.tracking import base_camera, fit_landmarks
 
     head = default_head_model()
     truth = FaceParams.neutral(40)
     closing = torch.tensor([0.3, 0.8, 1.0, 1.0, 0.7, 0.3])
     for start in (8, 27):
-        truth.expr[start:start + len(closing), list(BLINKS)] = closing[:, None]
+        truth.expr[start:start + len(closing), list(BLINK)] = closing[:, None]
     camera = base_camera(128, 128, torch.tensor(300.0))
     with torch.no_grad():
         pixels, _ = camera.project(head(truth)[:, head.landmark_index])
     lmk = torch.cat([pixels / 128, torch.zeros(40, len(head.landmark_index), 1)], -1).numpy()
     fitted, _, residual = fit_landmarks(lmk, np.zeros((40, 52), np.float32), np.ones(40, bool), 128, 128,
                                         TrackingConfig(rigid_iterations=60, iterations=200), head)
-    blink = fitted.expr[:, list(BLINKS)].mean(1).numpy()
-    shut = truth.expr[:, BLINKS[0]].numpy() >= 0.8
+    blink = fitted.expr[:, list(BLINK)].mean(1).numpy()
+    shut = truth.expr[:, BLINK[0]].numpy() >= 0.8
     assert blink[shut].mean() > 0.6, blink.round(2)  # 0.05 with blink_weight=1 (held as hard as the rest)
-    assert blink[truth.expr[:, BLINKS[0]].numpy() == 0].max() < 0.1
+    assert blink[truth.expr[:, BLINK[0]].numpy() == 0].max() < 0.1
     assert residual.mean() < 0.5
