@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from rich.console import Console
 
-from cluster.runtime import RuntimeConfig, init_ray, resolve
+from cluster.runtime import RuntimeConfig, init_ray, largest_node_cpus, resolve, use_reserved_cpus
 from datasets import media, storage
 from datasets.errors import ReplicaError
 from datasets.schema import FPS
@@ -50,9 +50,15 @@ from render.refine import RefineConfig
 
 STEP_CPUS = {"ingest": 1, "track": 1, "voice": 1, "finetune": 0, "avatar": 1}
 STEP_GPUS = {"ingest": 0.0, "track": 0.25, "voice": 0.0, "finetune": 0.0, "avatar": 1.0}
-"""Resources each step asks Ray for (GPUs only where the runtime resolves to CUDA). The finetune step only
-drives a Ray Tune search: its trials reserve the CPUs and GPU fractions (`finetune.cpus_per_trial`,
-`gpus_per_trial`)."""
+"""Resources each step asks Ray for (GPUs only where the runtime resolves to CUDA); the CPUs are a fleet's
+defaults, `step_cpus` scales them. The finetune step only drives a Ray Tune search: its trials reserve the CPUs
+and GPU fractions (`finetune.cpus_per_trial`, `gpus_per_trial`)."""
+
+
+def step_cpus(per_step: int) -> dict[str, int]:
+    """CPUs each step reserves when a CPU step gets `per_step` of them (`runtime.step_cpus`, or what
+    `replica create` / a fleet choose when it is None); the finetune step's trials reserve their own."""
+    return {step: per_step if cpus else 0 for step, cpus in STEP_CPUS.items()}
 
 
 @dataclass(frozen=True)
@@ -328,6 +334,7 @@ def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: st
              device: str, renderer: str) -> dict:
     """Body of a step's Ray task: run the step, write its outputs and record (returns the record as a dict)."""
     storage.configure(s3)
+    threads = use_reserved_cpus()
     started = time.perf_counter()
     with contextlib.redirect_stderr(_ProgressLines(progress_url(bundle, step), sys.stderr)):
         if step == "ingest":
@@ -340,7 +347,7 @@ def run_step(step: str, bundle: str, video: str, cfg: CreateSettings, inputs: st
             outputs, metrics = _finetune(bundle, video, cfg, device)
         else:
             outputs, metrics = _avatar(bundle, video, cfg, device, renderer)
-    record = StepRecord(step, inputs, outputs, {}, round(time.perf_counter() - started, 1), metrics)
+    record = StepRecord(step, inputs, outputs, {}, round(time.perf_counter() - started, 1), metrics, threads)
     write_step(bundle, record)
     if storage.exists(progress_url(bundle, step)):
         storage.remove(progress_url(bundle, step))
@@ -365,7 +372,8 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
                    console: Console | None = None) -> dict:
     """Create (or resume) the replica of the person in `video` at the bundle folder `out`; returns a summary.
 
-    Each step is one Ray task (resources from `STEP_CPUS`/`STEP_GPUS`); finished steps with unchanged inputs
+    Each step is one Ray task (GPUs from `STEP_GPUS`; the steps run one after another, so each CPU step reserves
+    the largest node's CPUs unless `runtime.step_cpus` says otherwise); finished steps with unchanged inputs
     are skipped. Raises ReplicaError for a missing or rejected video (nothing of a later step is written).
     """
     video, out = storage.absolute(video), storage.absolute(out)  # Ray workers need not share our directory
@@ -377,6 +385,7 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     console = console or Console(stderr=True)
     resolved = resolve(runtime or RuntimeConfig())
     ray = init_ray(runtime)
+    cpus = step_cpus((runtime or RuntimeConfig()).step_cpus or largest_node_cpus(ray))
     video_sha = sha256_of(video)
     records: list[StepRecord] = []
     summary = {"bundle": out, "steps": {}}
@@ -386,8 +395,8 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
         record = finished_step(out, step, inputs)
         if record is None:
             gpus = STEP_GPUS[step] if resolved.device == "cuda" else 0
-            task = ray.remote(run_step).options(num_cpus=STEP_CPUS[step], num_gpus=gpus, max_retries=0)
-            console.print(f"  {step}: running (cpus {STEP_CPUS[step]}, gpus {gpus})", highlight=False)
+            task = ray.remote(run_step).options(num_cpus=cpus[step], num_gpus=gpus, max_retries=0)
+            console.print(f"  {step}: running (cpus {cpus[step]}, gpus {gpus})", highlight=False)
             try:
                 ref = task.remote(step, out, video, settings, inputs, storage.s3_options(), resolved.device,
                                   resolved.renderer)
@@ -397,9 +406,9 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
                 if isinstance(cause, ReplicaError):
                     raise cause from None
                 raise
-            summary["steps"][step] = {"status": "done", "seconds": record.seconds}
+            summary["steps"][step] = {"status": "done", "seconds": record.seconds, "threads": record.threads}
         else:
-            summary["steps"][step] = {"status": "skipped", "seconds": record.seconds}
+            summary["steps"][step] = {"status": "skipped", "seconds": record.seconds, "threads": record.threads}
         console.print(f"  {step}: {summary['steps'][step]['status']} ({record.seconds:.1f}s)", highlight=False)
         records.append(record)
         previous = after_step(previous, record)

@@ -7,11 +7,12 @@ Each line of the JSONL names one person: `{"id": "ann", "video": "s3://…/ann.m
 5000}}` (`config`: optional dotted overrides of the creation settings, for this avatar only). Avatar `id`'s bundle
 is `<prefix>/<id>` (`personalize.bundle`), and the bundles are the fleet's only state. Per avatar, one *check*
 task hashes the video and walks the finished steps (`finished_step`: same inputs, intact outputs); then each
-unfinished step of `STEPS` runs as its own Ray task asking for that step's resources (`STEP_CPUS`, `STEP_GPUS`),
-the last one publishing `replica.json`. A complete bundle therefore costs one check and no step; a partial one
-resumes at its next step; a step task that finds its own record already written (a retry after a worker was
-lost just after the step finished) does not run it again. So killing the driver and re-running duplicates no
-finished step, and the report counts steps run and skipped to show it.
+unfinished step of `STEPS` runs as its own Ray task asking for that step's resources (`step_cpus`: one CPU
+unless `runtime.step_cpus`; `STEP_GPUS`), the last one publishing `replica.json`. A complete bundle therefore
+costs one check and no step; a partial one resumes at its next step; a step task that finds its own record
+already written (a retry after a worker was lost just after the step finished) does not run it again. So
+killing the driver and re-running duplicates no finished step, and the report counts steps run and skipped to
+show it.
 
 The fan-out is `cluster.fanout.fan_out`: at most `max_in_flight` avatars in progress, transient failures (storage,
 lost workers) retried with exponential backoff, bad input (a `ReplicaError` about the video or the row) recorded
@@ -31,7 +32,7 @@ from typing import Any, Callable, Iterator, Literal
 from pydantic import Field, field_validator
 from rich.console import Console
 
-from cluster.create import STEP_CPUS, STEP_GPUS, CreateSettings, after_step, run_step, step_inputs
+from cluster.create import STEP_GPUS, CreateSettings, after_step, run_step, step_cpus, step_inputs
 from cluster.fanout import Call, Failure, Fault, RetryPolicy, fan_out
 from cluster.runtime import RuntimeConfig, init_ray, resolve
 from datasets import storage
@@ -231,6 +232,7 @@ def run_fleet(avatars: str, prefix: str, settings_for: Callable[[dict], CreateSe
         raise ReplicaError(avatars, "no such file")
     resolved = resolve(runtime or RuntimeConfig())
     ray = init_ray(runtime)
+    cpus = step_cpus((runtime or RuntimeConfig()).step_cpus or 1)  # many avatars' steps side by side
     steps, seen = cfg.steps(), {}
     base_settings = _for_workers(settings_for({}))
     if "finetune" in steps:  # before any work: every avatar without its own foundation fine-tunes this one
@@ -257,7 +259,7 @@ def run_fleet(avatars: str, prefix: str, settings_for: Callable[[dict], CreateSe
             publish = (check["video_sha"], list(records)) if step == STEPS[-1] else None
             fault = Fault(injected.kind, injected.times) if injected is not None and step == todo[0] else None
             out = yield Call(_step, (step_fn, step, bundle, avatar.video, settings, previous, resolved.device,
-                                     resolved.renderer, publish), step, STEP_CPUS[step], gpus(step), fault)
+                                     resolved.renderer, publish), step, cpus[step], gpus(step), fault)
             if out["ran"]:
                 ran[step] = out["record"]["seconds"]
             else:

@@ -40,6 +40,10 @@ class RuntimeConfig(Section):
     """Training precision; auto is bf16 on CUDA, fp32 on CPU."""
     renderer: Literal["auto", "torch", "gsplat"] = "auto"
     """Gaussian rasterizer backend; auto is gsplat on CUDA, the torch reference on CPU."""
+    step_cpus: int | None = Field(None, ge=1)
+    """CPUs each step of `replica create` / `replica fleet` reserves from Ray, and the torch threads it computes
+    with. None: `replica create` gives each step a whole node (its steps run one after another: the largest node's
+    CPUs); a fleet one CPU per step (many people's steps side by side)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,30 @@ def init_ray(cfg: RuntimeConfig | None = None, address: str | None = None):
         ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=runtime_env,
                  log_to_driver=log.isEnabledFor(logging.INFO), configure_logging=False)
     return ray
+
+
+def largest_node_cpus(ray) -> int:
+    """CPUs of the biggest live node of the Ray cluster `ray` is connected to (a task runs on one node)."""
+    return max([int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node.get("Alive")] + [1])
+
+
+def use_reserved_cpus() -> int:
+    """At the start of a Ray task's body: compute with as many torch threads as the task reserved CPUs (one when
+    it reserved none: such a task drives others, e.g. a Tune search, and must not compete with them); returns it.
+
+    Ray starts its workers with OMP_NUM_THREADS=1 and reuses them across tasks, so torch otherwise keeps one
+    thread, or whatever the worker's earlier task had (a 2-CPU avatar step ran on one thread, 1.5× slower). Without
+    Ray running (a step called in-process) torch's count is left as it is.
+    """
+    import torch
+
+    try:
+        import ray
+    except ImportError:  # the models and renderer run without Ray
+        return torch.get_num_threads()
+    if ray.is_initialized():
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))))
+    return torch.get_num_threads()
 
 
 def setup_logging(verbose: int = 0) -> None:

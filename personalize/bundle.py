@@ -54,6 +54,8 @@ class StepRecord:
     sha256: dict[str, str]
     seconds: float
     metrics: dict = field(default_factory=dict)
+    threads: int = 0
+    """torch threads the step computed with (its reserved CPUs; 0 in records written before they were kept)."""
 
 
 def step_url(bundle: str, step: str) -> str:
@@ -103,6 +105,7 @@ def write_manifest(bundle: str, video: str, video_sha256: str, records: list[Ste
                       for r in records for name, rel in r.outputs.items()},
         "metrics": {r.step: r.metrics for r in records},
         "timings_s": {r.step: r.seconds for r in records},
+        "threads": {r.step: r.threads for r in records},
         "config": config,
     }
     storage.write_json(storage.join(bundle, MANIFEST), manifest)

@@ -115,6 +115,9 @@ def test_create_writes_a_complete_bundle_that_verifies(created):
     assert {"ingest/crop", "track/params", "voice/voice", "finetune/animator", "finetune/idle", "finetune/search",
             "avatar/avatar"} <= set(manifest["artifacts"])
     assert manifest["input"]["sha256"] and list(manifest["timings_s"]) == STEPS_DONE
+    # one step at a time, so each CPU step reserved the whole 2-CPU node and computed with both
+    assert {step: n for step, n in manifest["threads"].items() if step != "finetune"} == {
+        "ingest": 2, "track": 2, "voice": 2, "avatar": 2}
     assert verify(bundle) == {"ok": True, "checked": len(manifest["artifacts"]), "problems": []}
     load_animator(storage.join(bundle, manifest["artifacts"]["finetune/animator"]["url"]))
     IdleStats.from_json(storage.read_json(storage.join(bundle, "finetune/idle.json")))

@@ -86,6 +86,11 @@ def test_transient_failures_are_retried(fleet):
     assert all(Path(fleet["prefix"], name, "steps", "ingest.json").exists() for name in ("p1", "p5"))
 
 
+def test_each_fleet_step_reserves_one_cpu_and_computes_on_one_thread(fleet):
+    records = [json.loads(Path(fleet["prefix"], name, "steps", "ingest.json").read_text()) for name in GOOD]
+    assert {r["threads"] for r in records} == {1}  # so two avatars' steps run side by side on the 2 CPUs
+
+
 def test_status_reads_the_fleet_from_storage(fleet):
     state = fleet_status(fleet["prefix"])
     assert (state["bundles"], state["complete"], state["partial"]) == (9, 0, 9)

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from cluster.runtime import RuntimeConfig, resolve, worker_env
+from cluster.runtime import RuntimeConfig, largest_node_cpus, resolve, worker_env
 from datasets.errors import ReplicaError
 
 CUDA = torch.cuda.is_available()
@@ -48,3 +48,19 @@ def test_ray_workers_see_the_storage_endpoint(ray_cluster, s3_server):
 
     assert ray_cluster.get(endpoint.remote()) == s3_server
     assert worker_env()["AWS_ENDPOINT_URL"] == s3_server
+
+
+def test_a_task_computes_with_as_many_torch_threads_as_it_reserved_cpus(ray_cluster):
+    @ray_cluster.remote
+    def threads():
+        import torch
+
+        from cluster.runtime import use_reserved_cpus
+
+        before = torch.get_num_threads()  # what Ray's worker gave torch: OMP_NUM_THREADS=1, or a reused pool's
+        return before, use_reserved_cpus()
+
+    assert largest_node_cpus(ray_cluster) == 2
+    # the same tasks in turn, each reserving 1 then 2 CPUs; workers are reused, so the pools carry over
+    got = [ray_cluster.get(threads.options(num_cpus=cpus).remote()) for cpus in (1, 2, 1, 2)]
+    assert [after for _, after in got] == [1, 2, 1, 2]
