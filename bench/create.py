@@ -6,7 +6,10 @@ A synthetic person talks for `--seconds` (`foundation.world.synth_person`, 128²
 replica processes (driver, the local Ray it starts, its workers and Tune trials together, sampled every 0.5 s), and every ground-truth
 metric the bundle carries (tracking error, the true voice's rank, fine-tune LVE before/after).
 
-    python bench/create.py [--seconds 90] [--animator runs/demo/animator/model.pt] [--keep DIR]
+    python bench/create.py [--seconds 90] [--animator runs/demo/animator/model.pt] [--keep DIR] [--set KEY=VALUE]
+
+Each CPU step computes with the threads it reserved (`step_threads`: the machine's CPUs by default;
+`--set runtime.step_cpus=1` measures the one-thread steps of a fleet, or of replica before they were sized).
 
 With `--real NAME` the person is real instead (→ bench/results/create_real_NAME.json): a real face video that
 ships in a registry package (`datasets.corpora.FACE_VIDEOS`: `pexels`, `carphone`; none has speech), played
@@ -101,6 +104,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", help="write the person video and the bundle into this folder and keep them "
                                        "(default: a temporary folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key of the tiny preset (repeatable), e.g. runtime.step_cpus=1")
     args = parser.parse_args()
     animator = args.animator or (None if args.real else "runs/demo/animator/model.pt")
     if animator and not Path(animator).exists():
@@ -110,6 +115,7 @@ def main() -> None:
     overrides = [f"creation.min_seconds={min(30.0, args.seconds / 2)}"]
     if animator:
         overrides.append(f"finetune.foundation={Path(animator).resolve()}")
+    overrides += args.set
     cfg = load_config("tiny", overrides)
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or scratch
@@ -138,7 +144,9 @@ def main() -> None:
                  "synth_seconds": round(synth_s, 1)}
     result = {
         "video": video, "config": "tiny (launch/configs/tiny.yaml)", "animator": animator or "the shipped release",
-        "step_seconds": steps, "total_seconds": round(total_s, 1),
+        "overrides": args.set, "step_seconds": steps,
+        "step_threads": {name: step["threads"] for name, step in summary["steps"].items()},
+        "total_seconds": round(total_s, 1),
         "tracking_frames_per_s": round(frames / steps["track"], 2),
         "peak_rss_MiB": round(memory.peak_mib),
         "metrics": metrics, "summary": quality_lines(metrics),
@@ -146,7 +154,7 @@ def main() -> None:
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("step_seconds", "total_seconds", "tracking_frames_per_s",
+    print(json.dumps({k: result[k] for k in ("step_seconds", "step_threads", "total_seconds", "tracking_frames_per_s",
                                              "peak_rss_MiB", "summary")}, indent=2))
 
 
