@@ -421,8 +421,9 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
 
 
 FEW_AVATAR_STEPS = 1000
-"""Below this many avatar steps (the tiny preset's 300) a real person's avatar is their average face: the summary
-says so (docs/create.md, "On real footage": the Pexels avatar's eyes close after 1000 steps, not after 300)."""
+"""Below this many avatar steps (the tiny preset's 300 until it took 1000) a real person's avatar is their average
+face: the summary says so (docs/create.md, "On real footage": the Pexels avatar's eyes close after 1000 steps, not
+after 300)."""
 
 
 def quality_lines(metrics: dict) -> list[str]:
