@@ -37,13 +37,13 @@ debs:
 # The end-to-end demo, the GPU script's dry run and the cluster commands (create, jobs, fleet: `replica`
 # subprocesses, their own Ray heads) share no fixture with the rest, so they run beside the main session: on 2
 # cores the suite's idle time (Ray start-ups, subprocess waits, sleeps) overlaps. Their log prints after.
-# The main session lists its 15 slowest tests: `make test` must stay under 15 minutes on 2 cores.
+# Each session lists its slowest tests (main 15, side 10): `make test` must stay under 15 minutes on 2 cores.
 SIDE_TESTS := tests/e2e tests/bench tests/cluster
 
 test: setup
 	$(VENV)/bin/lint-imports --cache-dir .cache/import-linter
 	@mkdir -p .cache
-	@$(PY) -m pytest -q $(SIDE_TESTS) > .cache/side-tests.log 2>&1 & side=$$!; \
+	@$(PY) -m pytest -q --durations=10 $(SIDE_TESTS) > .cache/side-tests.log 2>&1 & side=$$!; \
 	$(PY) -m pytest -q --durations=15 $(addprefix --ignore=,$(SIDE_TESTS)); main=$$?; \
 	wait $$side; side_rc=$$?; echo "== $(SIDE_TESTS) (run beside the rest)"; cat .cache/side-tests.log; \
 	test $$main -eq 0 && test $$side_rc -eq 0
