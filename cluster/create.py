@@ -28,6 +28,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -51,14 +52,14 @@ from render.refine import RefineConfig
 STEP_CPUS = {"ingest": 1, "track": 1, "voice": 1, "finetune": 0, "avatar": 1}
 STEP_GPUS = {"ingest": 0.0, "track": 0.25, "voice": 0.0, "finetune": 0.0, "avatar": 1.0}
 """Resources each step asks Ray for (GPUs only where the runtime resolves to CUDA); the CPUs are a fleet's
-defaults, `step_cpus` scales them. The finetune step only drives a Ray Tune search: its trials reserve the CPUs
+defaults, `step_cpus` sizes them. The finetune step only drives a Ray Tune search: its trials reserve the CPUs
 and GPU fractions (`finetune.cpus_per_trial`, `gpus_per_trial`)."""
 
 
-def step_cpus(per_step: int) -> dict[str, int]:
-    """CPUs each step reserves when a CPU step gets `per_step` of them (`runtime.step_cpus`, or what
-    `replica create` / a fleet choose when it is None); the finetune step's trials reserve their own."""
-    return {step: per_step if cpus else 0 for step, cpus in STEP_CPUS.items()}
+def step_cpus(cpus_of: Callable[[str], int]) -> dict[str, int]:
+    """CPUs each step reserves: `cpus_of(step)` for a CPU step, none for the finetune step (its trials reserve
+    their own)."""
+    return {step: cpus_of(step) if cpus else 0 for step, cpus in STEP_CPUS.items()}
 
 
 @dataclass(frozen=True)
@@ -373,8 +374,9 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     """Create (or resume) the replica of the person in `video` at the bundle folder `out`; returns a summary.
 
     Each step is one Ray task (GPUs from `STEP_GPUS`; the steps run one after another, so each CPU step reserves
-    the largest node's CPUs unless `runtime.step_cpus` says otherwise); finished steps with unchanged inputs
-    are skipped. Raises ReplicaError for a missing or rejected video (nothing of a later step is written).
+    the CPUs of the largest node that has its GPUs, unless `runtime.step_cpus` says otherwise: many people at
+    once are a fleet's work); finished steps with unchanged inputs are skipped. Raises ReplicaError for a missing
+    or rejected video (nothing of a later step is written).
     """
     video, out = storage.absolute(video), storage.absolute(out)  # Ray workers need not share our directory
     if not storage.exists(video):
@@ -385,7 +387,9 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
     console = console or Console(stderr=True)
     resolved = resolve(runtime or RuntimeConfig())
     ray = init_ray(runtime)
-    cpus = step_cpus((runtime or RuntimeConfig()).step_cpus or largest_node_cpus(ray))
+    gpus = {step: STEP_GPUS[step] if resolved.device == "cuda" else 0 for step in STEPS}
+    chosen = (runtime or RuntimeConfig()).step_cpus  # else a whole node: the steps run one after another
+    cpus = step_cpus(lambda step: chosen or largest_node_cpus(ray, gpus[step]))
     video_sha = sha256_of(video)
     records: list[StepRecord] = []
     summary = {"bundle": out, "steps": {}}
@@ -394,9 +398,8 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
         inputs = step_inputs(previous, settings, step)
         record = finished_step(out, step, inputs)
         if record is None:
-            gpus = STEP_GPUS[step] if resolved.device == "cuda" else 0
-            task = ray.remote(run_step).options(num_cpus=cpus[step], num_gpus=gpus, max_retries=0)
-            console.print(f"  {step}: running (cpus {cpus[step]}, gpus {gpus})", highlight=False)
+            task = ray.remote(run_step).options(num_cpus=cpus[step], num_gpus=gpus[step], max_retries=0)
+            console.print(f"  {step}: running (cpus {cpus[step]}, gpus {gpus[step]})", highlight=False)
             try:
                 ref = task.remote(step, out, video, settings, inputs, storage.s3_options(), resolved.device,
                                   resolved.renderer)

@@ -138,9 +138,12 @@ def init_ray(cfg: RuntimeConfig | None = None, address: str | None = None):
     return ray
 
 
-def largest_node_cpus(ray) -> int:
-    """CPUs of the biggest live node of the Ray cluster `ray` is connected to (a task runs on one node)."""
-    return max([int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node.get("Alive")] + [1])
+def largest_node_cpus(ray, gpus: float = 0) -> int:
+    """CPUs of the biggest live node of the Ray cluster `ray` is connected to that also has `gpus` GPUs (a task
+    runs on one node; a step that needs a GPU must fit a GPU node). 1 when no node qualifies yet (an autoscaler
+    may add one)."""
+    return max([int(node["Resources"].get("CPU", 0)) for node in ray.nodes()
+                if node.get("Alive") and node["Resources"].get("GPU", 0) >= gpus] + [1])
 
 
 def use_reserved_cpus() -> int:

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from cluster.create import CreateSettings, after_step, create_replica, step_inputs
+from cluster.runtime import RuntimeConfig
 from datasets import storage
 from datasets.errors import ReplicaError
 from foundation.world import SynthConfig, synth_person
@@ -37,7 +38,11 @@ OVERRIDES = [
     "voice.candidates=[flite:*]", "voice.sentences=2", "voice.prosody=false",
     # one trial reporting every 5 of its 40 steps: the driver is killed while it still runs
     "finetune.trials=1", "finetune.steps=[40]", "finetune.report_every=5", "finetune.batch_size=2",
+    # this module runs beside the main test session on 2 cores: two threads a step would oversubscribe them
+    "runtime.step_cpus=1",
 ]
+ONE_CPU = RuntimeConfig(step_cpus=1)
+"""The runtime of all in-process creates but one (the CLI's take `runtime.step_cpus=1` from OVERRIDES)."""
 STEPS_DONE = ["ingest", "track", "voice", "finetune", "avatar"]
 
 
@@ -115,9 +120,9 @@ def test_create_writes_a_complete_bundle_that_verifies(created):
     assert {"ingest/crop", "track/params", "voice/voice", "finetune/animator", "finetune/idle", "finetune/search",
             "avatar/avatar"} <= set(manifest["artifacts"])
     assert manifest["input"]["sha256"] and list(manifest["timings_s"]) == STEPS_DONE
-    # one step at a time, so each CPU step reserved the whole 2-CPU node and computed with both
+    # each CPU step computed with the one CPU `runtime.step_cpus` gave it (the default, a whole node: below)
     assert {step: n for step, n in manifest["threads"].items() if step != "finetune"} == {
-        "ingest": 2, "track": 2, "voice": 2, "avatar": 2}
+        "ingest": 1, "track": 1, "voice": 1, "avatar": 1}
     assert verify(bundle) == {"ok": True, "checked": len(manifest["artifacts"]), "problems": []}
     load_animator(storage.join(bundle, manifest["artifacts"]["finetune/animator"]["url"]))
     IdleStats.from_json(storage.read_json(storage.join(bundle, "finetune/idle.json")))
@@ -150,7 +155,7 @@ def test_every_step_is_measured_against_the_synthetic_persons_truth(created):
 
 def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
     bundle, video = created["bundle"], created["video"]
-    again = create_replica(video, bundle, settings(created["animator"]))
+    again = create_replica(video, bundle, settings(created["animator"]), ONE_CPU)
     assert [s["status"] for s in again["steps"].values()] == ["skipped"] * 5
     # a crash after fine-tuning: the avatar step's record and the manifest never got written
     storage.remove(step_url(bundle, "avatar"))
@@ -161,6 +166,8 @@ def test_a_rerun_skips_finished_steps_and_resumes_a_partial_bundle(created):
     # the price of tracking (a second avatar) was measured by the first create: resuming retrains only the bundle's
     resumed = create_replica(video, bundle, settings(created["animator"], "creation.price_of_tracking=false"))
     assert [s["status"] for s in resumed["steps"].values()] == ["skipped"] * 4 + ["done"]
+    # by default a step reserves the whole 2-CPU node (steps run one at a time) and computes with both CPUs
+    assert resumed["steps"]["avatar"]["threads"] == 2
     assert [row["state"] for row in list_bundles(bundle.rsplit("/", 1)[0])] == ["complete"]
     assert not storage.exists(storage.join(bundle, "steps", "avatar.progress"))  # the finished step removed it
 
@@ -217,7 +224,7 @@ def test_a_rejected_video_stops_before_any_later_step(ray_cluster, tmp_path):
 
     write_mp4(str(silent), astronaut_frames(60, 64), fps=25.0)
     with pytest.raises(ReplicaError, match="no audio track"):
-        create_replica(str(silent), str(tmp_path / "bundle"), settings(foundation(str(tmp_path))))
+        create_replica(str(silent), str(tmp_path / "bundle"), settings(foundation(str(tmp_path))), ONE_CPU)
     assert bundle_state(str(tmp_path / "bundle"))["state"] == "empty"
 
 
@@ -234,7 +241,7 @@ def test_real_footage_becomes_a_replica(ray_cluster, tmp_path, corpora_config):
     speech = np.pad(speech, (0, max(0, len(frames) * 640 - len(speech))))
     video = str(tmp_path / "carphone.mp4")
     write_mp4(video, frames, fps=25.0, audio=speech)
-    summary = create_replica(video, str(tmp_path / "bundle"), settings(foundation(str(tmp_path))))
+    summary = create_replica(video, str(tmp_path / "bundle"), settings(foundation(str(tmp_path))), ONE_CPU)
     metrics = summary["metrics"]
     assert metrics["ingest"]["usable_fraction"] > 0.9
     assert metrics["track"]["landmark_px_median"] < 2.0  # at the 48² crop

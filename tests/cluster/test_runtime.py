@@ -61,6 +61,7 @@ def test_a_task_computes_with_as_many_torch_threads_as_it_reserved_cpus(ray_clus
         return before, use_reserved_cpus()
 
     assert largest_node_cpus(ray_cluster) == 2
+    assert largest_node_cpus(ray_cluster, gpus=1) == 1  # no GPU node: a GPU step must not size to a CPU node
     # the same tasks in turn, each reserving 1 then 2 CPUs; workers are reused, so the pools carry over
     got = [ray_cluster.get(threads.options(num_cpus=cpus).remote()) for cpus in (1, 2, 1, 2)]
     assert [after for _, after in got] == [1, 2, 1, 2]

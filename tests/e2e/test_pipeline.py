@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "train.steps": 4, "train.num_workers": 1, "avatar.iterations": 30, "refine.iterations": 10,
+    "runtime.step_cpus": 1,  # beside the main test session on 2 cores: two threads a create step would oversubscribe
     "synth.size": 64, "synth.supersample": 1, "synth.identities": 1, "synth.clips_per_identity": 1,
     "demo.train_identities": 4, "demo.train_clips_per_identity": 2,
     "demo.heldout_identities": 2, "demo.heldout_clips_per_identity": 2, "demo.person_seconds": 1,
