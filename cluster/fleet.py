@@ -232,7 +232,8 @@ def run_fleet(avatars: str, prefix: str, settings_for: Callable[[dict], CreateSe
         raise ReplicaError(avatars, "no such file")
     resolved = resolve(runtime or RuntimeConfig())
     ray = init_ray(runtime)
-    cpus = step_cpus((runtime or RuntimeConfig()).step_cpus or 1)  # many avatars' steps side by side
+    chosen = (runtime or RuntimeConfig()).step_cpus
+    cpus = step_cpus(lambda step: chosen or 1)  # one CPU: many avatars' steps side by side
     steps, seen = cfg.steps(), {}
     base_settings = _for_workers(settings_for({}))
     if "finetune" in steps:  # before any work: every avatar without its own foundation fine-tunes this one
