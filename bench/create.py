@@ -154,8 +154,8 @@ def main() -> None:
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("step_seconds", "step_threads", "total_seconds", "tracking_frames_per_s",
-                                             "peak_rss_MiB", "summary")}, indent=2))
+    shown = ("step_seconds", "step_threads", "total_seconds", "tracking_frames_per_s", "peak_rss_MiB", "summary")
+    print(json.dumps({k: result[k] for k in shown}, indent=2))
 
 
 if __name__ == "__main__":

@@ -409,10 +409,11 @@ def create_replica(video: str, out: str, settings: CreateSettings, runtime: Runt
                 if isinstance(cause, ReplicaError):
                     raise cause from None
                 raise
-            summary["steps"][step] = {"status": "done", "seconds": record.seconds, "threads": record.threads}
+            status = "done"
         else:
-            summary["steps"][step] = {"status": "skipped", "seconds": record.seconds, "threads": record.threads}
-        console.print(f"  {step}: {summary['steps'][step]['status']} ({record.seconds:.1f}s)", highlight=False)
+            status = "skipped"
+        summary["steps"][step] = {"status": status, "seconds": record.seconds, "threads": record.threads}
+        console.print(f"  {step}: {status} ({record.seconds:.1f}s)", highlight=False)
         records.append(record)
         previous = after_step(previous, record)
     manifest = write_manifest(out, video, video_sha, records,
