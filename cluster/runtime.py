@@ -2,7 +2,7 @@
 
 - Ray: connect to `RAY_ADDRESS` (or an address given in config / on the command line), else start
   a local Ray sized to this machine, once per process.
-- Device, precision and renderer: CPU → fp32 and the torch reference rasterizer; CUDA → bf16 and
+- Device, precision and renderer: CPU → fp32 and the torch rasterizer (`render.raster_tiles`); CUDA → bf16 and
   gsplat. Everything downstream asks `resolve(cfg)` instead of probing for itself.
 - Logging: configured once with rich, quiet by default, `-v` for more.
 - Storage: the S3 endpoint from the config is applied here, and handed to Ray workers as env vars.

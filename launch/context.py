@@ -14,7 +14,7 @@ from datasets.errors import ReplicaError
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
-ConfigOpt = typer.Option("tiny", "--config", "-c", help="Preset name (tiny, cluster) or a YAML path/URL.")
+ConfigOpt = typer.Option("tiny", "--config", "-c", help="Preset name (tiny, default, cluster) or a YAML path/URL.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set train.lr=3e-4 (repeatable).")
 
 

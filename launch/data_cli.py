@@ -46,7 +46,7 @@ def ingest(sources: List[str] = typer.Argument(..., help="Video files or folders
 def corpus(name: str = typer.Argument(..., help="Corpus to build (arctic, librivox, ami, mfa, asterisk, fillets, "
                                                  "all), or `list`."),
            out: Optional[str] = typer.Option(None, "--out", "-o", help="Dataset folder to write (path or s3:// URL) "
-                                                                      "(default: <storage.root>/data/corpus-NAME)."),
+                                                                      "(default: <storage.root>/data/corpus-NAME[-SPLIT])."),
            split: str = typer.Option("all", help="Speakers to write: all, train (all but the held-out real "
                                                  "speakers) or heldout (only them)."),
            config: str = ConfigOpt, overrides: Optional[List[str]] = SetOpt):

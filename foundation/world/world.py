@@ -190,7 +190,7 @@ class SynthWorld:
         return Identity(f"s{self.cfg.seed}-id{index:04d}", shape, appearance, voice)  # unique across seeds
 
     def clip(self, identity: int, clip: int) -> Sample:
-        """Clip `clip` of identity `identity` as a schema Sample (key `synthetic-id0003-c0001`)."""
+        """Clip `clip` of identity `identity` as a schema Sample (key `synthetic-s0-id0003-c0001` for seed 0)."""
         person = self.identity(identity)
         rng = np.random.default_rng([self.cfg.seed, identity, 1, clip])
         text = make_script(rng, rng.uniform(*self.cfg.clip_seconds))
