@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -81,6 +82,17 @@ class AugmentConfig(Section):
     """Probability of a level change."""
     gain_db: tuple[float, float] = (-18.0, 8.0)
     """Gain range (dB); the result is clipped to [-1, 1]."""
+    new_voice: bool = False
+    """A window whose voice a speed or formant change altered counts as a new voice, not its speaker's: the
+    distillation teacher embeds the altered voice (before rooms, noise and channels), and the speaker loss leaves
+    the window out (`voice_changed` in the batch). False: the altered window keeps its speaker's label and the
+    teacher's embedding of the clean window, which teaches the encoder to ignore pitch and vocal-tract length —
+    what tells real speakers apart. (Speaker-recognition recipes such as WeSpeaker's likewise give
+    speed-perturbed copies new speaker labels.)"""
+    new_voice_labels: bool = False
+    """With `new_voice`: instead of leaving a changed window out of the speaker loss, give it a class of its own —
+    its speaker × which way its speed and its formants moved (`VOICE_VARIANTS`; `voice_variant` in the batch), as
+    WeSpeaker does with speed perturbation."""
 
     @model_validator(mode="after")
     def _ranges(self) -> "AugmentConfig":
@@ -268,12 +280,28 @@ def codec_roundtrip(wav: torch.Tensor, codec: str, kbps: int) -> torch.Tensor:
     return torch.nn.functional.pad(out_wav, (0, max(0, len(wav) - len(out_wav))))[: len(wav)]
 
 
-def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
+VOICE_VARIANTS = 9
+"""Ways a window's voice can be changed, as the speaker loss tells them apart: speed down / kept / up × formants
+down / kept / up (`voice_variant` = 3·speed + formant; 4 = the voice as recorded)."""
+VARIANT_TOLERANCE = 0.03
+"""A speed or formant factor within this of 1 counts as kept (too small a change to be another voice)."""
+
+
+def _variant_side(factor: float) -> int:
+    """0 below, 1 within, 2 above `VARIANT_TOLERANCE` of 1."""
+    return 0 if factor < 1 - VARIANT_TOLERANCE else 2 if factor > 1 + VARIANT_TOLERANCE else 1
+
+
+def augment_batch(batch: dict, cfg: AugmentConfig, teacher: Callable[[dict], torch.Tensor] | None = None) -> dict:
     """Degrade each window of a loader batch in place of its `wav` (see the module docstring).
 
     batch: `wav` [B, T] float32, `wav_len` [B] valid samples, `item_seed` [B] int64 (from the loader).
-    Returns the batch with `wav` [B, T] (padding past the new `wav_len` zero) and `wav_len` [B] updated, and
-    `speed` [B] float32: the factor each window was played at (1.0 where its speed was kept).
+    teacher: called on `{"wav", "wav_len"}` after the speed and formant changes, before the rest; its result is
+    the batch's `teacher` (`AugmentConfig.new_voice`: the distillation target of the altered voice).
+    Returns the batch with `wav` [B, T] (padding past the new `wav_len` zero) and `wav_len` [B] updated,
+    `speed` [B] float32: the factor each window was played at (1.0 where its speed was kept), and
+    `voice_changed` [B] bool: windows whose speed or formants were changed, and `voice_variant` [B] int64 (see
+    `VOICE_VARIANTS`).
     Each kind runs on all the items it applies to at once (the FFTs are batched); what an item gets
     depends only on its own draws, its own audio and, for babble, the batch's other clean windows.
     """
@@ -296,6 +324,13 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     if idx := chosen("formant"):
         factors = torch.tensor([draws[i]["formant"][1] for i in idx])
         _apply(xs, idx, lambda padded: formant_shift(padded, factors))
+    changed = torch.zeros(len(xs), dtype=torch.bool)
+    changed[chosen("speed") + chosen("formant")] = True
+    formants = {i: draws[i]["formant"][1] for i in chosen("formant")}
+    variant = torch.tensor([3 * _variant_side(float(played[i])) + _variant_side(formants.get(i, 1.0))
+                            for i in range(len(xs))], dtype=torch.int64)
+    if teacher is not None:
+        batch["teacher"] = teacher(_padded(xs, wav.shape[1]))
     if idx := chosen("reverb"):
         rooms = [room_response(*draws[i]["reverb"][1:3], torch.Generator().manual_seed(draws[i]["reverb"][3]))
                  for i in idx]
@@ -323,15 +358,24 @@ def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     for i in chosen("gain"):
         xs[i] = xs[i] * 10 ** (draws[i]["gain"][1] / 20)
 
-    out = torch.zeros_like(wav)
-    for i, x in enumerate(xs):
-        x = x[: wav.shape[1]].clamp(-1.0, 1.0)
-        out[i, : len(x)] = x
-        lengths[i] = len(x)
-    batch["wav"] = out
-    batch["wav_len"] = torch.tensor(lengths, dtype=batch["wav_len"].dtype)
+    dtype = batch["wav_len"].dtype
+    batch.update(_padded([x.clamp(-1.0, 1.0) for x in xs], wav.shape[1]))
+    batch["wav_len"] = batch["wav_len"].to(dtype)
     batch["speed"] = played
+    batch["voice_changed"] = changed
+    batch["voice_variant"] = variant
     return batch
+
+
+def _padded(xs: list[torch.Tensor], width: int) -> dict:
+    """Windows of any length → {"wav": [B, width] zero-padded (cut at width), "wav_len": [B]}."""
+    out = torch.zeros(len(xs), width)
+    lengths = []
+    for i, x in enumerate(xs):
+        x = x[:width]
+        out[i, : len(x)] = x
+        lengths.append(len(x))
+    return {"wav": out, "wav_len": torch.tensor(lengths)}
 
 
 def _pad_stack(xs: list[torch.Tensor]) -> torch.Tensor:

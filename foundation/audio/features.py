@@ -180,9 +180,10 @@ def batch_features(batch: dict, cfg: FeatureConfig | None = None) -> dict:
 class BatchFeatures:
     """The loader's `transform`: a picklable callable adding features to each batch in its worker.
 
-    In order: `teacher` [B, 256] (resemblyzer's embedding of the clean window, `foundation.audio.teacher`)
-    when `teacher` is set; then the `augment` degradations of `wav` (`foundation.audio.augment`, seeded
-    by the loader's `item_seed`) when given and enabled; then `mel` and `mel_len` of the result.
+    In order: `teacher` [B, 256] (resemblyzer's embedding of the clean window, `foundation.audio.teacher`; with
+    `augment.new_voice`, of the window after its speed and formant changes) when `teacher` is set; the `augment`
+    degradations of `wav` (`foundation.audio.augment`, seeded by the loader's `item_seed`) when given and
+    enabled; then `mel` and `mel_len` of the result.
     """
 
     def __init__(self, cfg: FeatureConfig | None = None, augment: AugmentConfig | None = None,
@@ -199,10 +200,15 @@ class BatchFeatures:
             import av  # noqa: F401  (the codec round-trip's encoder)
 
     def __call__(self, batch: dict) -> dict:
+        augment = self.augment is not None and self.augment.enabled
+        teacher = None
         if self.teacher:
             from foundation.audio.teacher import batch_teacher  # resemblyzer loads only where distillation runs
 
-            batch["teacher"] = batch_teacher(batch)
-        if self.augment is not None and self.augment.enabled:
-            batch = augment_batch(batch, self.augment)
+            if augment and self.augment.new_voice:
+                teacher = batch_teacher  # embeds the altered voice, inside the augmentation
+            else:
+                batch["teacher"] = batch_teacher(batch)
+        if augment:
+            batch = augment_batch(batch, self.augment, teacher)
         return batch_features(batch, self.cfg)

@@ -29,7 +29,7 @@ from foundation.animation.losses import AnimationLossConfig, animation_loss
 from foundation.animation.model import POSE_KEYS, Animator, AnimatorConfig
 from foundation.audio.encoder import AudioEncoder, AudioEncoderConfig
 from foundation.audio.features import BatchFeatures, FeatureConfig
-from foundation.audio.augment import AugmentConfig
+from foundation.audio.augment import VOICE_VARIANTS, AugmentConfig
 from foundation.audio.losses import AAMSoftmax, AudioLossConfig, CPCLoss, distill_loss, speaker_ids, speaker_vocab
 from foundation.audio.teacher import TEACHER_DIM
 from foundation.evaluation.metrics import PARAM_KEYS, MeanFaceBaseline
@@ -47,7 +47,8 @@ class AudioObjective(nn.Module):
 
     Each term is built only when its `loss` weight is above 0, so a switched-off term has no
     parameters (nothing DeepSpeed would see without a gradient). `augment` degrades the training
-    windows in the loader (`transform`); the teacher embeds the clean window before that.
+    windows in the loader (`transform`); the teacher embeds the clean window before that (with
+    `augment.new_voice`, the window after a speed or formant change: another voice, see `AugmentConfig`).
     """
 
     kind = "audio"
@@ -62,7 +63,11 @@ class AudioObjective(nn.Module):
         self.features, self.augment = features, augment
         self.vocab = speaker_vocab(speakers)
         self.encoder = AudioEncoder(encoder)
-        self.speaker_loss = AAMSoftmax(len(self.vocab), encoder.embed_dim) if loss.speaker_weight > 0 else None
+        # `augment.new_voice_labels`: every speaker has a class per way its voice can be changed
+        self.variants = VOICE_VARIANTS if augment is not None and augment.enabled and augment.new_voice \
+            and augment.new_voice_labels else 1
+        self.speaker_loss = AAMSoftmax(len(self.vocab) * self.variants, encoder.embed_dim) \
+            if loss.speaker_weight > 0 else None
         self.cpc = CPCLoss(encoder.dim, first_step=encoder.lookahead + 1) if loss.cpc_weight > 0 else None
         # Training only: the export keeps the encoder's own embedding, not this projection.
         self.distill_head = nn.Linear(encoder.embed_dim, TEACHER_DIM) if loss.distill_weight > 0 else None
@@ -78,11 +83,16 @@ class AudioObjective(nn.Module):
         out = self.encoder(batch["mel"], batch["mel_len"])
         loss, metrics = out.embedding.new_zeros(()), {}
         if self.speaker_loss is not None:
-            ids = speaker_ids(batch["speaker"], self.vocab).to(out.embedding.device)
-            speaker = self.speaker_loss(out.embedding, ids)
-            loss = loss + self.loss_cfg.speaker_weight * speaker
+            ids = self._class_ids(batch).to(out.embedding.device)
+            # `augment.new_voice` (without its labels): a window whose voice was changed is no longer its speaker's
+            own = ~batch["voice_changed"].to(ids.device) if self.variants == 1 and self.augment is not None \
+                and self.augment.new_voice and "voice_changed" in batch else torch.ones_like(ids, dtype=torch.bool)
+            # (a batch of only changed voices still runs the loss, at weight 0: every parameter gets a gradient)
+            weight, own = (1.0, own) if own.any() else (0.0, ~own)
+            speaker = self.speaker_loss(out.embedding[own], ids[own])
+            loss = loss + weight * self.loss_cfg.speaker_weight * speaker
             with torch.no_grad():
-                accuracy = (self.speaker_loss.logits(out.embedding).argmax(-1) == ids).float().mean()
+                accuracy = (self.speaker_loss.logits(out.embedding[own]).argmax(-1) == ids[own]).float().mean()
             metrics.update(speaker_loss=speaker.detach(), speaker_acc=accuracy)
         if self.cpc is not None:
             content = self.cpc(out.latent, out.local, out.latent_len)
@@ -111,10 +121,19 @@ class AudioObjective(nn.Module):
             sums["viseme_acc"] = (float(viseme_term(self.viseme_head, out.latent, batch)[1]) * n, n)
         known = [i for i, s in enumerate(batch["speaker"]) if s in self.vocab]
         if known and self.speaker_loss is not None:
-            ids = speaker_ids([batch["speaker"][i] for i in known], self.vocab).to(out.embedding.device)
+            ids = self._class_ids({"speaker": [batch["speaker"][i] for i in known]}).to(out.embedding.device)
             hits = (self.speaker_loss.logits(out.embedding[known]).argmax(-1) == ids).sum()
             sums["speaker_acc"] = (float(hits), len(known))
         return sums
+
+    def _class_ids(self, batch: dict) -> torch.Tensor:
+        """The speaker loss's class of each window [B]: its speaker's, × its voice variant when variants are
+        classes (a window without a `voice_variant` is the voice as recorded)."""
+        ids = speaker_ids(batch["speaker"], self.vocab)
+        if self.variants == 1:
+            return ids
+        variant = batch.get("voice_variant", torch.full_like(ids, VOICE_VARIANTS // 2))
+        return ids * self.variants + variant.to(ids.device)
 
     def export(self) -> dict:
         return audio_export(self.encoder, self.features, list(self.vocab))

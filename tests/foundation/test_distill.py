@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from datasets.errors import ReplicaError
-from foundation.audio.augment import AugmentConfig
+from foundation.audio.augment import VOICE_VARIANTS, AugmentConfig, augment_batch
 from foundation.audio.encoder import AudioEncoderConfig
 from foundation.audio.features import BatchFeatures, FeatureConfig
 from foundation.audio.losses import AudioLossConfig
@@ -149,3 +149,52 @@ def test_animator_training_audio_is_augmented_without_speed_changes(tmp_path):
                                   augment=AugmentConfig(enabled=True, speed_p=1.0))
     assert objective.transform().augment.enabled and objective.transform().augment.speed_p == 0
     assert objective.transform(train=False).augment is None
+
+
+def test_a_changed_voice_is_distilled_as_itself_and_left_out_of_the_speaker_loss(speech_batch):
+    """`augment.new_voice`: a window played faster is a new voice — the teacher embeds it as played (before the
+    noise), and the speaker loss does not call it its speaker's; windows left as they were keep both."""
+    off = dict(formant_p=0, reverb_p=0, babble_p=0, telephone_p=0, codec_p=0, gain_p=0)
+    faster = AugmentConfig(enabled=True, speed_p=1, speed_range=(1.12, 1.12), noise_p=1, noise_snr_db=(5.0, 5.0),
+                           new_voice=True, **off)
+    out = BatchFeatures(FeatureConfig(), faster, teacher=True)(fresh(speech_batch))
+    played = faster.model_copy(update={"noise_p": 0, "new_voice": False})
+    assert out["voice_changed"].all()
+    assert torch.allclose(out["teacher"], batch_teacher(augment_batch(fresh(speech_batch), played)), atol=1e-5)
+    assert (out["teacher"] * batch_teacher(speech_batch)).sum(-1).max() < 0.99  # not the clean window's
+    kept = BatchFeatures(FeatureConfig(), faster.model_copy(update={"speed_p": 0}), teacher=True)(fresh(speech_batch))
+    assert not kept["voice_changed"].any() and torch.equal(kept["teacher"], batch_teacher(speech_batch))
+
+    torch.manual_seed(0)
+    objective = AudioObjective(TINY, FeatureConfig(), list(VOICES), AudioLossConfig(distill_weight=1.0), faster).eval()
+    batch = fresh(out)
+    batch["voice_changed"] = torch.tensor([True, False, False, True])
+    _, metrics = objective(batch)
+    ids = torch.tensor([objective.vocab[v] for v in VOICES[1:3]])
+    with torch.no_grad():
+        expected = objective.speaker_loss(objective.encoder(batch["mel"], batch["mel_len"]).embedding[1:3], ids)
+    assert float(metrics["speaker_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    batch["voice_changed"][:] = True  # nothing left for the speaker loss: it runs at weight 0
+    loss, metrics = objective(batch)
+    assert float(loss.detach()) == pytest.approx(float(metrics["cpc_loss"] + metrics["distill_loss"]), rel=1e-5)
+
+
+def test_with_new_voice_labels_a_changed_voice_is_a_class_of_its_own(speech_batch):
+    """`augment.new_voice_labels`: each speaker has a class per way its voice moved (speed, formants: down / kept
+    / up); a changed window is scored against its variant's class, a window as recorded (or held out) its own."""
+    off = dict(reverb_p=0, noise_p=0, babble_p=0, telephone_p=0, codec_p=0, gain_p=0)
+    cfg = AugmentConfig(enabled=True, speed_p=1, speed_range=(1.12, 1.12), formant_p=1, formant_range=(0.9, 0.9),
+                        new_voice=True, new_voice_labels=True, **off)
+    out = BatchFeatures(FeatureConfig(), cfg, teacher=True)(fresh(speech_batch))
+    assert out["voice_variant"].tolist() == [3 * 2 + 0] * 4  # faster, formants down
+    kept = augment_batch(fresh(speech_batch), cfg.model_copy(update={"speed_p": 0, "formant_p": 0}))
+    assert kept["voice_variant"].tolist() == [4] * 4
+    objective = AudioObjective(TINY, FeatureConfig(), list(VOICES), AudioLossConfig(distill_weight=1.0), cfg).eval()
+    assert objective.speaker_loss.weight.shape[0] == 4 * VOICE_VARIANTS
+    _, metrics = objective(fresh(out))  # every window counts (none is left out)
+    ids = torch.tensor([objective.vocab[v] * VOICE_VARIANTS + 6 for v in VOICES])
+    with torch.no_grad():
+        expected = objective.speaker_loss(objective.encoder(out["mel"], out["mel_len"]).embedding, ids)
+    assert float(metrics["speaker_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    held_out = BatchFeatures(FeatureConfig())(fresh(speech_batch))  # not augmented: the voices as recorded
+    assert objective._class_ids(held_out).tolist() == [objective.vocab[v] * VOICE_VARIANTS + 4 for v in VOICES]
