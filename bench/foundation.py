@@ -14,6 +14,9 @@ Parts (`--parts`, each keeps the others' numbers already in the JSON):
   the same data and trials: the spread of each headline number over two seeds.
 - `ablation`: what each speaker-objective term buys: short audio-encoder runs on the recipe's data with one term
   (or the augmentation) removed, each scored on the held-out real speakers.
+- `sweep` (with `--sweep NAME:ARM=KEY=VALUE,…;ARM=…`): short audio-encoder runs of the recipe, each arm's overrides
+  trained with every seed of `--sweep-seeds`, scored as `ablation`'s runs are, kept under `sweeps.NAME` with each
+  arm's mean over the seeds (one seed's run is no verdict at a few hundred steps).
 - `viseme`: what the animator's viseme term (`animator_loss.viseme`) buys: the recipe's animator step (same data,
   steps, learning rate, seed, and the installed release's audio encoder as its start) at each weight of
   `--viseme-weights`, scored on the held-out real-speech and TTS clips beside the installed animator (one entry
@@ -153,28 +156,56 @@ def part_reproduction(release: dict[str, str], retrained_folder: str, data: dict
             "same_trials_check": {"eer_resemblyzer_real_heldout": resemblyzer}}
 
 
-def part_ablation(run: str, data: dict[str, str], steps: int, config: str) -> dict:
+def audio_run(run: str, data: dict[str, str], folder: str, overrides: list[str], steps: int, config: str) -> dict:
+    """One short audio-encoder run of the recipe with `overrides` (kept under `<run>/<folder>`; a finished one is
+    re-scored, not retrained), scored on the held-out real speakers (clean and both degradations) and TTS voices."""
     from cluster.pretrain import pretrain
     from foundation.evaluation import evaluate_audio
-    from foundation.evaluation.runner import RELEASE_WINDOW_S
+    from foundation.evaluation.runner import RELEASE_WINDOW_S, standard_degradations
     from launch.config import load_config
 
+    cfg = load_config(config, overrides + [f"train.steps={steps}", f"train.eval_every={steps}",
+                                           f"train.checkpoint_every={steps}"])
+    out = storage.join(run, folder)
+    if not storage.exists(storage.join(out, "model.pt")):
+        pretrain("audio", cfg, data["audio_mix"], out)
+    model = storage.join(out, "model.pt")
+    summary = storage.read_json(storage.join(out, "train_summary.json"))
+    real = evaluate_audio(model, data["real_heldout"], window_s=RELEASE_WINDOW_S)
+    tts = evaluate_audio(model, data["tts_heldout"], window_s=RELEASE_WINDOW_S)
+    row = {"overrides": overrides, "steps": steps, "train_s": summary["seconds"],
+           "eer_real_heldout": real["eer"], "eer_real_heldout_ci95": real["eer_ci95"],
+           "eer_resemblyzer_real_heldout": real["eer_resemblyzer"],
+           "eer_tts_heldout": tts["eer"], "eer_tts_heldout_ci95": tts["eer_ci95"]}
+    for name, degrade in standard_degradations().items():
+        row[f"eer_real_heldout/{name}"] = evaluate_audio(model, data["real_heldout"], window_s=RELEASE_WINDOW_S,
+                                                         degrade=degrade)["eer"]
+    return row
+
+
+def part_ablation(run: str, data: dict[str, str], steps: int, config: str) -> dict:
     rows = {}
     for name, overrides in ABLATIONS.items():
-        cfg = load_config(config, overrides + [f"train.steps={steps}", f"train.eval_every={steps}",
-                                               f"train.checkpoint_every={steps}"])
-        out = storage.join(run, "ablation", name)
-        if not storage.exists(storage.join(out, "model.pt")):
-            pretrain("audio", cfg, data["audio_mix"], out)
-        summary = storage.read_json(storage.join(out, "train_summary.json"))
-        real = evaluate_audio(storage.join(out, "model.pt"), data["real_heldout"], window_s=RELEASE_WINDOW_S)
-        tts = evaluate_audio(storage.join(out, "model.pt"), data["tts_heldout"], window_s=RELEASE_WINDOW_S)
-        rows[name] = {"overrides": overrides, "steps": steps, "train_s": summary["seconds"],
-                      "eer_real_heldout": real["eer"], "eer_real_heldout_ci95": real["eer_ci95"],
-                      "eer_resemblyzer_real_heldout": real["eer_resemblyzer"],
-                      "eer_tts_heldout": tts["eer"], "eer_tts_heldout_ci95": tts["eer_ci95"]}
+        rows[name] = audio_run(run, data, f"ablation/{name}", overrides, steps, config)
         print(name, json.dumps(rows[name]), flush=True)
     return rows
+
+
+def part_sweep(run: str, data: dict[str, str], steps: int, config: str, arms: dict[str, list[str]],
+               seeds: list[int]) -> dict:
+    """Each arm (a list of overrides) trained with each seed (`train.seed` and `loader.seed`): at a few hundred
+    steps the seed moves the real-speaker EER by several points, so an arm is read by its mean over seeds."""
+    rows: dict[str, dict] = {}
+    for arm, overrides in arms.items():
+        per_seed = {}
+        for seed in seeds:
+            per_seed[str(seed)] = audio_run(run, data, f"sweep/s{steps}/{arm}_seed{seed}",
+                                            overrides + [f"train.seed={seed}", f"loader.seed={seed}"], steps, config)
+            print(arm, seed, json.dumps(per_seed[str(seed)]), flush=True)
+        keys = [k for k in per_seed[str(seeds[0])] if k.startswith("eer_") and not k.endswith("ci95")]
+        rows[arm] = {"overrides": overrides, "seeds": per_seed,
+                     "mean": {k: round(float(np.mean([r[k] for r in per_seed.values()])), 4) for k in keys}}
+    return {"steps": steps, "seeds": seeds, "arms": rows}
 
 
 def part_viseme(run: str, release: dict[str, str], data: dict[str, str], weights: list[float], config: str) -> dict:
@@ -212,11 +243,15 @@ def main() -> None:
     parser.add_argument("--run", default="runs/release", help="the `replica release build` folder (its data/)")
     parser.add_argument("--release", default=None, help="a release folder (default: the installed one)")
     parser.add_argument("--parts", default="eval,voice",
-                        help="comma-separated: eval, voice, reproduction, ablation, viseme")
+                        help="comma-separated: eval, voice, reproduction, ablation, sweep, viseme")
     parser.add_argument("--ablation-steps", type=int, default=600)
     parser.add_argument("--viseme-weights", default="0.03,0.3", help="for --parts viseme: comma-separated weights")
     parser.add_argument("--retrained", default=None, help="for --parts reproduction: a second release build's "
                                                            "release/ folder (same recipe, other seeds)")
+    parser.add_argument("--sweep", default=None, help="for --parts sweep: NAME:ARM=KEY=VALUE,KEY=VALUE;ARM=… "
+                                                       "(an arm with nothing after = is the recipe as it is)")
+    parser.add_argument("--sweep-seeds", default="0,2", help="for --parts sweep: comma-separated seeds")
+    parser.add_argument("--sweep-steps", type=int, default=600)
     parser.add_argument("--config", default="default")
     args = parser.parse_args()
     from foundation.models import RELEASE_DIR, release_info, release_url
@@ -240,6 +275,15 @@ def main() -> None:
             results["reproduction"] = part_reproduction(release, args.retrained, data)
         elif part == "ablation":
             results["ablation"] = part_ablation(args.run, data, args.ablation_steps, args.config)
+        elif part == "sweep":
+            if not args.sweep or ":" not in args.sweep:
+                sys.exit("--parts sweep needs --sweep NAME:ARM=KEY=VALUE,…;ARM=…")
+            name, spec = args.sweep.split(":", 1)
+            arms = {arm: [o for o in overrides.split(",") if o]
+                    for arm, overrides in (item.split("=", 1) for item in spec.split(";"))}
+            seeds = [int(x) for x in args.sweep_seeds.split(",")]
+            sweep = part_sweep(args.run, data, args.sweep_steps, args.config, arms, seeds)
+            results.setdefault("sweeps", {})[name] = {**sweep, "machine": describe_machine(("resemblyzer",))}
         elif part == "viseme":
             weights = [float(w) for w in args.viseme_weights.split(",")]
             speakers = len(read_manifest(data["real_heldout"]).info["speakers"])  # one entry per held-out set
@@ -247,7 +291,7 @@ def main() -> None:
                                  f"real_heldout_{speakers}_speakers": part_viseme(args.run, release, data, weights,
                                                                                   args.config)}
         else:
-            sys.exit(f"--parts {part}: expected eval, voice, reproduction, ablation or viseme")
+            sys.exit(f"--parts {part}: expected eval, voice, reproduction, ablation, sweep or viseme")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"→ {RESULTS}")
