@@ -63,9 +63,11 @@ class AudioObjective(nn.Module):
         self.features, self.augment = features, augment
         self.vocab = speaker_vocab(speakers)
         self.encoder = AudioEncoder(encoder)
-        # `augment.new_voice_labels`: every speaker has a class per way its voice can be changed
-        self.variants = VOICE_VARIANTS if augment is not None and augment.enabled and augment.new_voice \
-            and augment.new_voice_labels else 1
+        # `augment.new_voice`: a window whose voice was changed is left out of the speaker loss or, with
+        # `new_voice_labels`, scored against a class of its own (every speaker has one per way a voice can change)
+        new_voice = augment is not None and augment.enabled and augment.new_voice
+        self.variants = VOICE_VARIANTS if new_voice and augment.new_voice_labels else 1
+        self.drop_changed = new_voice and self.variants == 1
         self.speaker_loss = AAMSoftmax(len(self.vocab) * self.variants, encoder.embed_dim) \
             if loss.speaker_weight > 0 else None
         self.cpc = CPCLoss(encoder.dim, first_step=encoder.lookahead + 1) if loss.cpc_weight > 0 else None
@@ -84,9 +86,8 @@ class AudioObjective(nn.Module):
         loss, metrics = out.embedding.new_zeros(()), {}
         if self.speaker_loss is not None:
             ids = self._class_ids(batch).to(out.embedding.device)
-            # `augment.new_voice` (without its labels): a window whose voice was changed is no longer its speaker's
-            own = ~batch["voice_changed"].to(ids.device) if self.variants == 1 and self.augment is not None \
-                and self.augment.new_voice and "voice_changed" in batch else torch.ones_like(ids, dtype=torch.bool)
+            own = ~batch["voice_changed"].to(ids.device) if self.drop_changed and "voice_changed" in batch \
+                else torch.ones_like(ids, dtype=torch.bool)
             # (a batch of only changed voices still runs the loss, at weight 0: every parameter gets a gradient)
             weight, own = (1.0, own) if own.any() else (0.0, ~own)
             speaker = self.speaker_loss(out.embedding[own], ids[own])
