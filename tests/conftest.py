@@ -32,7 +32,18 @@ def _keep_caches_in_the_checkout() -> None:
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
 
 
+def _one_compute_thread_per_process() -> None:
+    # `make test` runs two pytest sessions side by side on 2 cores (Makefile: SIDE_TESTS), and each starts Ray
+    # workers and `replica` subprocesses: a process computing on two OpenMP threads mostly spin-waits for a
+    # descheduled one (a tiny model, resemblyzer's LSTM or an avatar step ran 3-9x slower that way than alone).
+    # Set before torch is imported; subprocesses inherit it; a Ray task that reserves more CPUs still computes
+    # with them (`cluster.runtime.use_reserved_cpus`). `OMP_NUM_THREADS=2 pytest ...` overrides it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+
 _keep_caches_in_the_checkout()
+_one_compute_thread_per_process()
 
 import pytest  # noqa: E402
 
@@ -95,14 +106,3 @@ def ray_cluster(s3_server):
     yield ray
     ray.shutdown()
 
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """torch on one thread for a module: tiny models, resemblyzer's LSTM and the vocoder run several times faster
-    than with two spin-waiting threads on a busy 2-core machine (and a 1-CPU Ray task runs them this way)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -10,7 +10,6 @@ from datasets.schema import EXPRESSION_NAMES
 from foundation.head import default_head_model
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

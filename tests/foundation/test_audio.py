@@ -13,7 +13,6 @@ from foundation.audio import (AAMSoftmax, AudioEncoder, AudioEncoderConfig, Batc
 from datasets.toy import toy_sample
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tones(n_speakers: int, per_speaker: int, seconds: float = 2.0) -> tuple[torch.Tensor, list[str]]:

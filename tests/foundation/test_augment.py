@@ -12,7 +12,6 @@ from foundation.audio.augment import (AugmentConfig, augment_batch, available_co
 from foundation.audio.features import BatchFeatures, FeatureConfig
 from foundation.tts import synthesize
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SR = 16000
 OFF = dict(speed_p=0, formant_p=0, reverb_p=0, noise_p=0, babble_p=0, telephone_p=0, codec_p=0, gain_p=0)

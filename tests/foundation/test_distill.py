@@ -13,7 +13,6 @@ from foundation.evaluation import resemblyzer_embeddings
 from foundation.training.objectives import AudioObjective, build_objective
 from foundation.tts import synthesize
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SR = 16000
 VOICES = ("espeak:en-us", "espeak:en-gb", "espeak:en-us+f3", "espeak:en-gb-x-rp+m2")

@@ -20,7 +20,6 @@ from launch.config import load_config
 from personalize.finetune import (FinetuneConfig, PersonData, _truth_lve, finetune_animator, scored_from,
                                   train_trial)
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(trials=1, steps=[20], report_every=10, window_s=1.0, batch_size=2)
 

@@ -17,7 +17,6 @@ PARAGRAPH = ("The birch canoe slid on the smooth planks. Glue the sheet to the d
              "It is easy to tell the depth of a well. These days a chicken leg is a rare dish.")
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def syllables(f0_hz: float, per_second: float, seconds: float = 6.0) -> np.ndarray:

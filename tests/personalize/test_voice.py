@@ -27,7 +27,6 @@ SCRIPT = ("My brother bought a blue bicycle at the market. Yesterday the teacher
           "station, but nobody came. Please bring an umbrella, a pair of shoes and five old books on Friday night.")
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from tests.replica_cli import run_replica
 
 
 @pytest.fixture(scope="module")
-def replica(tiny_replica, one_torch_thread):
+def replica(tiny_replica):
     return load_replica(tiny_replica)
 
 
