@@ -34,6 +34,8 @@ from render.video import write_png
 
 PSNR_TARGET_DB = 35.0
 """Held-out PSNR the avatar should reach at 256² with the cluster preset (issue 15)."""
+CHECK_SIZE = 64
+"""Frame size of the CPU dry run (--check)."""
 
 
 def main() -> None:
@@ -57,11 +59,11 @@ def avatar_quality(args) -> dict:
             arrays = {k: npz[k] for k in npz.files}
         frames, params, camera = arrays["frames"], FaceParams.from_dict(arrays), Camera.from_dict(arrays)
         person = f"{TAKE.name} (foundation.world.short_take, seed 0)"
-    elif args.check:  # nothing packed: a small person made here, where the TTS engines are
+    elif args.check:  # nothing packed: a small person made here, where the TTS engines are, at the check's 64²
         from foundation.world import short_take
 
-        take, _ = short_take(5, 256)
-        frames, params, camera, person = take.frames, take.face_params, take.camera, "short_take(5, 256)"
+        take, _ = short_take(5, CHECK_SIZE)
+        frames, params, camera, person = take.frames, take.face_params, take.camera, f"short_take(5, {CHECK_SIZE})"
     else:
         raise SystemExit(f"{TAKE}: missing (bench/gpu.sh --pack makes it)")
     cuda = torch.cuda.is_available()
@@ -69,7 +71,7 @@ def avatar_quality(args) -> dict:
     cfg = load_config("cluster")
     backend = "gsplat" if cuda and not args.no_gsplat else "torch"
     if args.check:  # the same code on 5 frames at 64², for 2 + 1 iterations
-        frames, camera = _downscaled(frames[:5], camera, 4)
+        frames, camera = _downscaled(frames[:5], camera, frames.shape[1] // CHECK_SIZE)
         params = select_frames(params, torch.arange(5))
         rates = _calibrate(frames, params, camera, cfg, backend, device, steps=1)
         iterations, refine_iterations = 2, 1

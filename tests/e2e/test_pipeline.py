@@ -3,7 +3,8 @@
 `replica demo` runs once for the module (data → pre-train the audio encoder and the animator → a person
 video → an avatar → an mp4 → `replica create` → the replica says a new sentence → served over HTTP), shrunk by `--set` overrides to a couple of minutes on 2 CPU cores; the tests
 check what each stage left on storage. The `data` and `pretrain` commands are then run on their own
-(pre-training only the animator, from the demo's audio encoder: the demo pre-trains both already).
+(pre-training only the animator, from the demo's audio encoder: the demo pre-trains both already), against the
+session's running Ray through `RAY_ADDRESS`, as on a cluster (the demo shows a new user's local Ray starting).
 """
 
 from __future__ import annotations
@@ -128,15 +129,19 @@ def test_demo_log_has_progress_lines_not_redraws(demo):
     assert sum(line.startswith("avatar:") for line in demo["log"].splitlines()) < TINY["avatar.iterations"]
 
 
-def test_data_synth_command_builds_the_dataset_under_storage_root(tmp_path):
+def ray_address(ray) -> str:
+    return ray.get_runtime_context().gcs_address
+
+
+def test_data_synth_command_builds_the_dataset_under_storage_root(ray_cluster, tmp_path):
     result = run_replica("data", "synth", "--no-video", "--identities", "2", "--clips-per-identity", "2",
-                         *settings(tmp_path / "runs"), cwd=tmp_path, timeout=300)
+                         *settings(tmp_path / "runs"), cwd=tmp_path, timeout=300, RAY_ADDRESS=ray_address(ray_cluster))
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = read_manifest(str(tmp_path / "runs" / "data" / "synth"))
     assert manifest.num_samples == 4 and manifest.info["identities"] == 2
 
 
-def test_pretrain_command_trains_and_evaluates_an_animator_on_a_pretrained_encoder(demo, tmp_path):
+def test_pretrain_command_trains_and_evaluates_an_animator_on_a_pretrained_encoder(demo, ray_cluster, tmp_path):
     """The command's own options end to end, on one training worker like the demo here."""
     from foundation.models import load_animator
 
@@ -144,7 +149,8 @@ def test_pretrain_command_trains_and_evaluates_an_animator_on_a_pretrained_encod
     result = run_replica("pretrain", "animator", "--data", str(demo["out"] / "data" / "train"),
                          "--eval-data", str(demo["out"] / "data" / "heldout"),
                          "--audio-encoder", str(demo["out"] / "audio" / "model.pt"), "--out", str(run),
-                         *settings(tmp_path / "runs"), cwd=tmp_path, timeout=600)
+                         *settings(tmp_path / "runs"), cwd=tmp_path, timeout=600,
+                         RAY_ADDRESS=ray_address(ray_cluster))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert load_animator(str(run / "model.pt")).animator.cfg.latent_dim == 64
     report = json.loads((run / "eval.json").read_text())
