@@ -34,13 +34,14 @@ debs:
 	  fi; \
 	fi
 
-# The end-to-end demo, the GPU script's dry run and the cluster commands (create, jobs, fleet: `replica`
-# subprocesses, their own Ray heads) share no fixture with the rest, so they run beside the main session: on 2
-# cores the suite's idle time (Ray start-ups, subprocess waits, sleeps) overlaps. Their log prints after.
+# The end-to-end demo, the GPU script's dry run, the cluster commands (create, jobs, fleet: `replica`
+# subprocesses, their own Ray heads) and `replica doctor`'s subprocesses share no fixture with the rest, so they
+# run beside the main session: on 2 cores the suite's idle time (Ray start-ups, subprocess waits, sleeps)
+# overlaps, and the two sessions end about together. Their log prints after.
 # Each session lists its slowest tests (main 15, side 10): `make test` must stay under 15 minutes on 2 cores.
 # tests/conftest.py keeps every process of both sessions on one OpenMP thread (OMP_NUM_THREADS=1): with two
 # sessions on 2 cores, a second thread spin-waits for a descheduled one (a Ray task reserving 2 CPUs still uses 2).
-SIDE_TESTS := tests/e2e tests/bench tests/cluster
+SIDE_TESTS := tests/e2e tests/bench tests/cluster tests/launch/test_doctor.py
 
 test: setup
 	$(VENV)/bin/lint-imports --cache-dir .cache/import-linter
