@@ -32,7 +32,7 @@ def _keep_caches_in_the_checkout() -> None:
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
 
 
-def _one_compute_thread_per_process() -> None:
+def _equal_compute_for_every_process() -> None:
     # `make test` runs two pytest sessions side by side on 2 cores (Makefile: SIDE_TESTS), and each starts Ray
     # workers and `replica` subprocesses: a process computing on two OpenMP threads mostly spin-waits for a
     # descheduled one (a tiny model, resemblyzer's LSTM or an avatar step ran 3-9x slower that way than alone).
@@ -40,10 +40,14 @@ def _one_compute_thread_per_process() -> None:
     # with them (`cluster.runtime.use_reserved_cpus`). `OMP_NUM_THREADS=2 pytest ...` overrides it.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+    # Ray renices its workers to 15, there to keep a node's own Ray processes responsive. Here it put every Ray
+    # task of one session behind the other session's plain processes: a create step that takes 2 s alone waited
+    # ~95 s to start its worker beside two busy processes (27 s at niceness 0). Both sessions' work is equal here.
+    os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 _keep_caches_in_the_checkout()
-_one_compute_thread_per_process()
+_equal_compute_for_every_process()
 
 import pytest  # noqa: E402
 
